@@ -1,0 +1,1 @@
+"""Tools for testing switches: tiny offline models (``offswitch.testing.tiny``)."""
