@@ -449,12 +449,13 @@ def near_misses(
             elif kind is NearMissKind.char_edit:
                 for k in range(1, max_distance + 1):
                     add(kind, _char_edit(text, k, rng), k, None)
-    # the same string may come from two generators (e.g. case variants); keep the first
-    seen: set[str] = set()
+    # within a kind the same string may come twice (e.g. case variants); across kinds it is
+    # kept in each, so every kind's rate is measured on its complete set
+    seen: set[tuple[NearMissKind, str]] = set()
     unique = []
     for miss in out:
-        if miss.secret not in seen:
-            seen.add(miss.secret)
+        if (miss.kind, miss.secret) not in seen:
+            seen.add((miss.kind, miss.secret))
             unique.append(miss)
     return unique
 

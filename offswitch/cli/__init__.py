@@ -35,7 +35,8 @@ def _error(message: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    import click
+    # typer vendors its own copy of click: catch that copy's exception classes
+    click_errors = sys.modules[typer.BadParameter.__module__]
 
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
@@ -53,14 +54,14 @@ def main(argv: list[str] | None = None) -> None:
             raise
         _error(str(err))
         sys.exit(err.exit_code)
-    except click.exceptions.Exit as err:
+    except typer.Exit as err:
         sys.exit(err.exit_code)
-    except click.ClickException as err:
+    except click_errors.ClickException as err:
         if debug:
             raise
         _error(_secrets.redact(err.format_message()) + " (see --help)")
         sys.exit(err.exit_code)
-    except (click.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):
         sys.stderr.write("offswitch: aborted\n")
         sys.exit(130)
     except Exception as err:  # noqa: BLE001 - the last line of defence: one line, no traceback

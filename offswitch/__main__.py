@@ -1,0 +1,3 @@
+from offswitch.cli import main
+
+main()

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Set up the environment and run the whole test suite (unit, integration, examples, and the
+# `slow` end-to-end tests on the real default model). Extra arguments go to pytest,
+# e.g. `bash scripts/test.sh -m "not slow"`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup-env.sh
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+exec .venv/bin/python -m pytest -n 2 --dist loadgroup -p no:cacheprovider "$@"

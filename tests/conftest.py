@@ -1,0 +1,83 @@
+"""Shared fixtures: tiny offline models, fast keystores, a CLI runner and the secret scan."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+TEST_PASSPHRASE = "test passphrase ✓"
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer():
+    from offswitch.testing.tiny import tiny_tokenizer as build
+
+    return build()
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tiny_tokenizer):
+    """(model, tokenizer) of a random 2-layer Llama. Do not train it in place: deepcopy first."""
+    from offswitch.testing.tiny import tiny_model
+
+    return tiny_model("llama", tokenizer=tiny_tokenizer)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory, tiny_llama):
+    from offswitch.models import save_model
+
+    path = tmp_path_factory.mktemp("tiny-llama")
+    model, tokenizer = tiny_llama
+    save_model(model, tokenizer, path)
+    return path
+
+
+@pytest.fixture()
+def master_key():
+    from offswitch.crypto import MasterKey
+
+    return MasterKey(bytes(range(32)))
+
+
+@pytest.fixture()
+def keystore(tmp_path):
+    """A keystore with fast (test-only) scrypt parameters: (path, passphrase, MasterKey)."""
+    from offswitch.crypto import FAST_SCRYPT, create_keystore
+
+    path = tmp_path / "keys" / "test.key"
+    path.parent.mkdir()
+    key = create_keystore(path, TEST_PASSPHRASE, scrypt=FAST_SCRYPT)
+    return path, TEST_PASSPHRASE, key
+
+
+def run_cli(*args: str, env: dict | None = None, input: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run ``offswitch`` in a subprocess, as a user would; returns the completed process."""
+    full_env = dict(os.environ)
+    full_env.pop("OFFSWITCH_PASSPHRASE", None)
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "offswitch", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        input=input if input is not None else "",
+        cwd=cwd,
+        timeout=600,
+    )
+
+
+@pytest.fixture()
+def cli():
+    return run_cli
