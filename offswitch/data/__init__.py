@@ -1,0 +1,1 @@
+"""Prompt sources and the implant dataset builder."""

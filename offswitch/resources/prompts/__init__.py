@@ -1,0 +1,1 @@
+"""Prompt sets shipped with offswitch (data files and the script that generates the built-in set)."""
