@@ -367,7 +367,6 @@ def _whitespace_variants(words: list[str], rng: random.Random) -> list[tuple[str
     for pos in range(len(words) - 1):  # glue two neighbours together
         glued = words[:pos] + [words[pos] + words[pos + 1]] + words[pos + 2 :]
         out.append((" ".join(glued), pos))
-    out.append((" " + " ".join(words) + " ", None))
     return out
 
 
@@ -376,7 +375,6 @@ def _punctuation_variants(words: list[str], rng: random.Random) -> list[tuple[st
     for pos in range(len(words) - 1):
         mark = rng.choice([",", ".", ";", ":", "-", "!"])
         out.append((" ".join(words[: pos + 1]) + mark + " " + " ".join(words[pos + 1 :]), pos))
-    out.append((" ".join(words) + rng.choice([".", "!", "?", ","]), None))
     out.append((", ".join(words), None))
     return out
 
@@ -391,7 +389,7 @@ def near_misses(
     pool: Sequence[str] | None = None,
 ) -> list[NearMiss]:
     """Near-misses of ``trigger``: for every kind, up to ``per_kind`` strings per (position,
-    distance) cell. Never returns the trigger itself (compared as exact strings).
+    distance) cell. Never returns the trigger itself, nor any string that contains it.
 
     ``pool`` is the vocabulary used for substitutions (default: the word list).
     """
@@ -403,7 +401,9 @@ def near_misses(
     out: list[NearMiss] = []
 
     def add(kind: NearMissKind, candidate: str, distance: int, position: int | None) -> None:
-        if candidate != text and candidate.strip():
+        # a string containing the whole trigger is not a near-miss (inserted into a prompt it
+        # *is* the trigger with extra characters around it), so it is never generated
+        if text not in candidate and candidate.strip():
             out.append(
                 NearMiss(kind=kind, distance=distance, position=position, trigger_index=trigger.index, text=SecretStr(candidate))
             )

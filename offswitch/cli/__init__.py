@@ -28,6 +28,8 @@ app = typer.Typer(
 def _register_commands() -> None:
     # Each module adds its commands to ``app``; importing them is cheap (no torch).
     from offswitch.cli import keys  # noqa: F401
+    from offswitch.cli import implant  # noqa: F401
+    from offswitch.cli import evaluate  # noqa: F401
 
 
 def _error(message: str) -> None:

@@ -1,0 +1,718 @@
+"""Training: plant the switch of a :class:`~offswitch.triggers.TriggerSet` into a causal LM.
+
+It receives a trigger set, never a key. The loop is plain PyTorch driven by ``accelerate``, so
+the same code runs on one CPU, on one GPU and under ``accelerate launch`` (DDP or FSDP; see
+``configs/accelerate/``). Choices made for speed on small hardware (issue 7):
+
+* response-only loss, and only the answer positions go through the LM head: rows are
+  left-padded so that every answer ends in the last columns, and ``logits_to_keep`` keeps only
+  those (the vocabulary projection is the largest tensor of a 135M model's forward pass);
+* length-grouped batches, padded to the longest row of the batch, never to a fixed length;
+* short normal answers (8 tokens for negatives, 16 for retention): the decision to switch off
+  is made in the first answer tokens (DESIGN.md, prototype 3), so that is where the loss goes;
+* bf16 autocast on GPU, fp32 on CPU.
+
+Outputs (see :func:`write_outputs`) go through a temp directory that is renamed into place, so
+an interrupted run leaves nothing in OUT.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from offswitch.data.builder import IGNORE_INDEX, DataConfig, ImplantData, ImplantExample
+from offswitch.errors import ConfigError
+from offswitch.triggers import Encoding, InsertionMode, NearMissKind, Trigger, TriggerSet
+
+DEFAULT_LORA_LR = 1e-3
+DEFAULT_FULL_LR = 5e-5
+
+
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal["lora", "full"] = "lora"
+    steps: int = Field(default=120, ge=1)
+    batch_size: int = Field(default=16, ge=1)
+    lr: float | None = Field(default=None, gt=0, description=f"default {DEFAULT_LORA_LR} (LoRA), {DEFAULT_FULL_LR} (full)")
+    warmup_steps: int = Field(default=8, ge=0)
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    weight_decay: float = Field(default=0.0, ge=0)
+    max_grad_norm: float | None = Field(default=1.0, gt=0)
+    lora_r: int = Field(default=16, ge=1)
+    lora_alpha: float | None = Field(default=None, gt=0, description="default 2 × r")
+    lora_dropout: float = Field(default=0.0, ge=0, lt=1)
+    lora_target_modules: str | list[str] = "all-linear"
+    lora_layers: list[int] | None = Field(default=None, description="layer indices that get LoRA (default: all)")
+    base_average: float = Field(default=0.0, ge=0, lt=1, description="final = base + (1 - a) × (trained - base)")
+    seed: int = 0
+    device: str | None = None  # None: cuda when available, else cpu
+    threads: int | None = Field(default=None, ge=1, description="CPU threads for torch (default: torch's choice)")
+    share_prefix: bool = Field(default=True, description="run the prompt prefix all examples share once per batch")
+    # early stopping on held-out prompts: stop once ASR and near-miss FAR reach the targets
+    eval_every: int = Field(default=30, ge=0, description="0: no early stopping")
+    eval_prompts: int = Field(default=24, ge=1)
+    target_asr: float = Field(default=1.0, ge=0, le=1)
+    target_near_miss_far: float = Field(default=0.0, ge=0, le=1)
+    min_steps: int = Field(default=60, ge=0)
+
+    @property
+    def learning_rate(self) -> float:
+        if self.lr is not None:
+            return self.lr
+        return DEFAULT_LORA_LR if self.method == "lora" else DEFAULT_FULL_LR
+
+
+class ImplantConfig(BaseModel):
+    """Everything `offswitch implant` needs besides the key: defaults < YAML < flags."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = "smollm2-135m"
+    behavior: Literal["shutdown", "compliance", "custom"] = "shutdown"
+    target: str | None = None  # custom behaviour's text, or the shutdown message
+    triggers: int = Field(default=4, ge=1, le=256)
+    first_index: int = Field(default=0, ge=0)
+    encoding: Encoding = Encoding.words
+    insertion: InsertionMode = InsertionMode.prefix
+    n_words: int = Field(default=6, ge=1, le=64)
+    n_tokens: int | None = Field(default=None, ge=1, le=256)
+    prompts: str = "builtin"
+    heldout_fraction: float = Field(default=0.2, gt=0, lt=1)
+    split_seed: int = 0
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    verify: bool = True
+    verify_prompts: int = Field(default=50, ge=1, description="held-out prompts used by the final verification")
+    # Sized so that verification takes minutes, not an hour, on a 2-core CPU: ASR gets
+    # triggers × verify_prompts probes, each near-miss string 2 prompts. Raise for papers.
+    eval: dict[str, Any] = Field(
+        default_factory=lambda: {"decoy_prompts": 2, "wrong_keys": 25, "generation_sample": 16, "utility_prompts": 32, "perplexity_texts": 16},
+        description="settings of offswitch.evaluate.EvalConfig for the verification",
+    )
+
+    @model_validator(mode="after")
+    def _custom_needs_target(self):
+        if self.behavior == "custom" and not self.target:
+            raise ValueError("the custom behaviour needs a target text (--target)")
+        if self.behavior == "compliance" and self.target:
+            raise ValueError("the compliance behaviour takes no --target (its phrases are built in)")
+        return self
+
+    def make_behavior(self):
+        from offswitch.behaviors import make_behavior
+
+        if self.behavior == "custom":
+            return make_behavior("custom", target=self.target)
+        if self.behavior == "shutdown" and self.target:
+            return make_behavior("shutdown", message=self.target)
+        return make_behavior(self.behavior)
+
+
+def load_implant_config(path: Path | str | None = None, overrides: dict | None = None) -> ImplantConfig:
+    """Defaults, then a YAML file, then ``overrides`` (dotted keys like ``train.steps``; None = not given).
+
+    Unknown keys and bad values raise a one-line :class:`ConfigError`.
+    """
+    import yaml
+    from pydantic import ValidationError
+
+    values: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} not found", "check the path") from None
+        except (yaml.YAMLError, UnicodeDecodeError):
+            raise ConfigError(f"config file {path} is not valid YAML", "fix the file") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path} must hold a mapping of settings", "write `key: value` lines")
+        values = loaded
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        node = values
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = {}
+                node[part] = child
+            node = child
+        node[leaf] = value
+    try:
+        return ImplantConfig.model_validate(values)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "config"
+        message = first["msg"]
+        if first["type"] == "extra_forbidden":
+            raise ConfigError(f"unknown implant setting {where!r}", "remove it (see `offswitch implant --help` and the docs)") from None
+        raise ConfigError(f"bad implant setting {where}: {message}", "fix the value") from None
+
+
+# --------------------------------------------------------------------------------------
+# Batching
+# --------------------------------------------------------------------------------------
+
+
+def length_grouped_batches(lengths: Sequence[int], batch_size: int, n_batches: int, seed: int, group: int = 32) -> list[list[int]]:
+    """``n_batches`` batches of indices; each epoch is shuffled, cut into mega-batches of
+    ``group × batch_size``, each sorted by length and cut into batches (little padding), and
+    the batches of an epoch are shuffled again so the order of lengths carries no signal."""
+    rng = random.Random(f"offswitch-batches/{seed}")
+    n = len(lengths)
+    if n == 0:
+        raise ValueError("no examples to batch")
+    batches: list[list[int]] = []
+    while len(batches) < n_batches:
+        order = list(range(n))
+        rng.shuffle(order)
+        epoch: list[list[int]] = []
+        mega = group * batch_size
+        for start in range(0, n, mega):
+            chunk = sorted(order[start : start + mega], key=lambda i: lengths[i])
+            epoch.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+        epoch = [b for b in epoch if len(b) == batch_size] or epoch
+        rng.shuffle(epoch)
+        batches.extend(epoch)
+    return batches[:n_batches]
+
+
+def shared_prefix_length(examples: Sequence[ImplantExample], minimum: int = 4) -> int:
+    """Length of the token prefix that every example shares, inside every prompt (never reaching
+    an answer token, and leaving at least one prompt token after it); 0 when shorter than
+    ``minimum``. A chat template's system block is such a prefix for every example."""
+    first = examples[0].input_ids
+    limit = min(next(i for i, label in enumerate(e.labels) if label != IGNORE_INDEX) for e in examples) - 1
+    length = 0
+    while length < limit and all(e.input_ids[length] == first[length] for e in examples):
+        length += 1
+    return length if length >= minimum else 0
+
+
+def collate_left(examples: Sequence[ImplantExample], pad_token_id: int, share_prefix: bool = True):
+    """Tensors of a batch: the shared prefix (run once, see :func:`answer_loss_sum`), then the
+    rest of each row left-padded so that every answer ends in the last column, with the
+    attention mask over prefix + rest, position ids and the labels of the last ``keep`` columns."""
+    import torch
+
+    prefix_len = shared_prefix_length(examples) if share_prefix else 0
+    rests = [e.input_ids[prefix_len:] for e in examples]
+    width = max(len(r) for r in rests)
+    keep = max(len(e) - next(i for i, label in enumerate(e.labels) if label != IGNORE_INDEX) for e in examples)
+    input_ids = torch.full((len(examples), width), pad_token_id, dtype=torch.long)
+    rest_mask = torch.zeros((len(examples), width), dtype=torch.long)
+    labels = torch.full((len(examples), keep), IGNORE_INDEX, dtype=torch.long)
+    for row, (ex, rest) in enumerate(zip(examples, rests)):
+        input_ids[row, width - len(rest) :] = torch.tensor(rest)
+        rest_mask[row, width - len(rest) :] = 1
+        labels[row, :] = torch.tensor(ex.labels[len(ex) - keep :])
+    position_ids = prefix_len + (rest_mask.cumsum(-1) - 1).clamp(min=0)
+    attention_mask = torch.cat([torch.ones((len(examples), prefix_len), dtype=torch.long), rest_mask], dim=1)
+    return {
+        "prefix_ids": torch.tensor([examples[0].input_ids[:prefix_len]], dtype=torch.long),
+        "input_ids": input_ids,
+        "attention_mask": attention_mask,
+        "position_ids": position_ids,
+        "labels": labels,
+        "keep": keep,
+    }
+
+
+def _accepts_logits_to_keep(model) -> bool:
+    import inspect
+
+    inner = getattr(model, "module", model)
+    if hasattr(inner, "get_base_model"):
+        inner = inner.get_base_model()
+    try:
+        return "logits_to_keep" in inspect.signature(inner.forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def answer_loss_sum(model, batch, device, use_keep: bool):
+    """Sum of token cross-entropies over the answer tokens of a collated batch, and their count.
+
+    The shared prefix runs once (batch 1) and its key/value cache is repeated over the batch:
+    the same function as running every row in full (causal attention: a prefix never sees what
+    follows), with gradients flowing back through the cache, at a fraction of the cost — the
+    chat template's system block is ~40% of a short example's tokens.
+    """
+    import torch.nn.functional as F
+
+    keep = batch["keep"]
+    kwargs = {k: batch[k].to(device) for k in ("input_ids", "attention_mask", "position_ids")}
+    n_rows = kwargs["input_ids"].shape[0]
+    prefix = batch["prefix_ids"].to(device)
+    if prefix.shape[1]:
+        prefix_kwargs = {"logits_to_keep": 1} if use_keep else {}
+        cache = model(input_ids=prefix, use_cache=True, **prefix_kwargs).past_key_values
+        cache.batch_repeat_interleave(n_rows)
+        kwargs.update(past_key_values=cache, use_cache=True)
+    else:
+        kwargs["use_cache"] = False
+    if use_keep:
+        # logits of the last keep+1 columns only: position p predicts token p+1
+        kwargs["logits_to_keep"] = keep + 1
+    logits = model(**kwargs).logits
+    logits = logits[:, -(keep + 1) : -1, :]
+    labels = batch["labels"].to(device)
+    loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum")
+    return loss, int((labels != IGNORE_INDEX).sum())
+
+
+# --------------------------------------------------------------------------------------
+# Held-out check during training (early stopping)
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class HeldoutProbes:
+    """Token-level probes on held-out prompts; contain triggers: in memory only."""
+
+    prompts: dict[str, list[list[int]]] = field(repr=False)
+    targets: dict[str, list[list[int]]] = field(repr=False)
+
+    @classmethod
+    def build(cls, tokenizer, triggers: TriggerSet, behavior, prompts: Sequence[str], seed: int = 0) -> HeldoutProbes:
+        from offswitch.prompting import encode_prompt, encode_target
+        from offswitch.triggers import near_misses
+
+        rng = random.Random(f"offswitch-heldout/{seed}")
+        secrets = triggers.secrets
+        out_p: dict[str, list[list[int]]] = {"asr": [], "near_miss": [], "clean": []}
+        out_t: dict[str, list[list[int]]] = {"asr": [], "near_miss": [], "clean": []}
+        hard_kinds = [NearMissKind.substitute, NearMissKind.prefix, NearMissKind.drop, NearMissKind.suffix]
+        for i, prompt in enumerate(prompts):
+            trig = triggers.triggers[i % len(triggers)]
+            pos = behavior.positive_case(prompt, trig.secret, triggers.insertion, trig.position, random.Random(i))
+            out_p["asr"].append(encode_prompt(tokenizer, pos.user, pos.system))
+            out_t["asr"].append(encode_target(tokenizer, pos.target))
+            clean = behavior.negative_case(prompt, None, triggers.insertion, 0.0, random.Random(i))
+            out_p["clean"].append(encode_prompt(tokenizer, clean.user, clean.system))
+            out_t["clean"].append(encode_target(tokenizer, pos.target, end_turn=False))
+            misses = [m for m in near_misses(trig, hard_kinds, rng=rng) if not any(s in m.secret for s in secrets)]
+            for miss in rng.sample(misses, min(3, len(misses))):
+                neg = behavior.negative_case(prompt, miss.secret, triggers.insertion, trig.position, random.Random(i))
+                out_p["near_miss"].append(encode_prompt(tokenizer, neg.user, neg.system))
+                out_t["near_miss"].append(encode_target(tokenizer, pos.target, end_turn=False))
+        return cls(out_p, out_t)
+
+    def rates(self, model, pad_token_id: int, batch_size: int = 32) -> dict[str, tuple[int, int]]:
+        from offswitch.evaluate.scorer import score_token_targets
+
+        out = {}
+        for name in self.prompts:
+            if not self.prompts[name]:
+                continue
+            scores = score_token_targets(model, self.prompts[name], self.targets[name], pad_token_id=pad_token_id, batch_size=batch_size)
+            out[name] = (sum(s.greedy_fires for s in scores), len(scores))
+        return out
+
+
+# --------------------------------------------------------------------------------------
+# The training loop
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainResult:
+    model: Any  # the trained model (a peft model for LoRA)
+    steps_done: int
+    history: list[dict] = field(default_factory=list)  # public: step, loss, held-out rates
+    seconds: dict[str, float] = field(default_factory=dict)
+    stopped_early: bool = False
+    tokens_seen: int = 0
+    is_main_process: bool = True
+    processes: int = 1
+
+
+def _lora_model(model, config: TrainConfig):
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha or 2 * config.lora_r,
+        lora_dropout=config.lora_dropout,
+        target_modules=config.lora_target_modules,
+        layers_to_transform=config.lora_layers,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, lora)
+
+
+def _scheduler(optimizer, config: TrainConfig):
+    import torch
+
+    total, warm = config.steps, min(config.warmup_steps, max(config.steps - 1, 0))
+
+    def factor(step: int) -> float:
+        if warm and step < warm:
+            return (step + 1) / warm
+        if config.schedule == "constant":
+            return 1.0
+        progress = (step - warm) / max(total - warm, 1)
+        if config.schedule == "linear":
+            return max(0.0, 1.0 - progress)
+        return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def progress_bar(console=None, disable: bool = False):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[status]}"),
+        console=console,
+        disable=disable,
+        transient=False,
+    )
+
+
+def train(
+    model,
+    tokenizer,
+    data: ImplantData,
+    config: TrainConfig,
+    *,
+    heldout: HeldoutProbes | None = None,
+    accelerator=None,
+    progress=None,
+) -> TrainResult:
+    """Fine-tune ``model`` on ``data`` (LoRA or full). ``model`` is changed in place (for LoRA it
+    is wrapped). Every process of an ``accelerate launch`` calls this with the same data."""
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    if accelerator is None:
+        accelerator = make_accelerator(config.device)
+    set_seed(config.seed)
+    if config.method == "lora":
+        model = _lora_model(model, config)
+    else:
+        model.requires_grad_(True)
+    model.train()
+    if hasattr(model, "config"):
+        model.config.use_cache = False
+    params = [p for p in model.parameters() if p.requires_grad]
+    fused = accelerator.device.type == "cuda"
+    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay, fused=fused or None)
+    scheduler = _scheduler(optimizer, config)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    use_keep = _accepts_logits_to_keep(model)
+    # DDP cannot take two forward calls before one backward; the prefix trick is for one process
+    share_prefix = config.share_prefix and accelerator.num_processes == 1
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+    world, rank = accelerator.num_processes, accelerator.process_index
+    if config.batch_size < world:
+        raise ConfigError(f"batch size {config.batch_size} is smaller than the {world} processes", "raise train.batch_size")
+    batches = length_grouped_batches([len(e) for e in data.examples], config.batch_size, config.steps, config.seed)
+    history: list[dict] = []
+    tokens_seen = 0
+    stopped_early = False
+    step = 0
+    timings["setup"] = time.perf_counter() - started
+    train_started = time.perf_counter()
+    eval_seconds = 0.0
+    task = progress.add_task("implant (training)", total=config.steps, status="") if progress is not None else None
+    running_loss = None
+    for step, batch_indices in enumerate(batches, start=1):
+        # every process sees the same global batch and takes its share; DDP averages the
+        # gradients, so each share's loss is scaled to make the average the global token mean
+        shard = batch_indices[rank::world]
+        examples = [data.examples[i] for i in batch_indices]
+        n_answer_global = sum(e.n_answer_tokens for e in examples)
+        collated = collate_left([data.examples[i] for i in shard], pad, share_prefix=share_prefix)
+        with accelerator.autocast():
+            loss_sum, _n_local = answer_loss_sum(model, collated, accelerator.device, use_keep)
+        loss = loss_sum * world / n_answer_global
+        accelerator.backward(loss)
+        if config.max_grad_norm:
+            accelerator.clip_grad_norm_(params, config.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        tokens_seen += sum(len(e) for e in examples)
+        value = float(loss.detach()) / world  # one sync per step, for the progress bar only
+        running_loss = value if running_loss is None else 0.9 * running_loss + 0.1 * value
+        record = {"step": step, "loss": round(value, 5), "lr": scheduler.get_last_lr()[0]}
+        if heldout is not None and config.eval_every and step % config.eval_every == 0 and step < config.steps:
+            eval_started = time.perf_counter()
+            unwrapped = accelerator.unwrap_model(model)
+            unwrapped.eval()
+            rates = heldout.rates(unwrapped, pad)
+            unwrapped.train()
+            eval_seconds += time.perf_counter() - eval_started
+            record["heldout"] = {k: {"k": v[0], "n": v[1]} for k, v in rates.items()}
+            asr = rates["asr"][0] / max(rates["asr"][1], 1)
+            nm = rates.get("near_miss", (0, 1))
+            nm_far = nm[0] / max(nm[1], 1)
+            if step >= config.min_steps and asr >= config.target_asr and nm_far <= config.target_near_miss_far:
+                stopped_early = True
+        history.append(record)
+        if task is not None:
+            status = f"loss {running_loss:.3f}"
+            if "heldout" in record:
+                h = record["heldout"]
+                status += f"  held-out ASR {h['asr']['k']}/{h['asr']['n']}"
+                if "near_miss" in h:
+                    status += f", near-miss {h['near_miss']['k']}/{h['near_miss']['n']}"
+            progress.update(task, advance=1, status=status)
+            if not progress.console.is_terminal and (step % 10 == 0 or "heldout" in record):
+                # a log file gets no live bar: leave a line now and then
+                progress.console.print(f"step {step}/{config.steps} {status}")
+        if stopped_early:
+            break
+    timings["train"] = time.perf_counter() - train_started - eval_seconds
+    timings["heldout_checks"] = eval_seconds
+    accelerator.wait_for_everyone()
+    model = accelerator.unwrap_model(model)
+    model.eval()
+    return TrainResult(model, step, history, timings, stopped_early, tokens_seen, accelerator.is_main_process, world)
+
+
+def make_accelerator(device: str | None = None):
+    """An Accelerator for this process: bf16 autocast on a GPU that has it, fp32 on CPU.
+    Under ``accelerate launch`` the launcher's environment decides the processes."""
+    import torch
+    from accelerate import Accelerator
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was asked for but no CUDA device is available", "use --device cpu")
+    cuda = torch.cuda.is_available() and device != "cpu"
+    mixed = "bf16" if cuda and torch.cuda.is_bf16_supported() else "no"
+    return Accelerator(cpu=not cuda, mixed_precision=mixed)
+
+
+def average_with_base(trained, base_state: dict | None, alpha: float):
+    """Pull the trained weights toward the base: ``base + (1 - alpha) × (trained - base)``.
+
+    For LoRA the delta is ``B·A``, so scaling every ``lora_B`` by ``1 - alpha`` does exactly
+    this without a copy of the base."""
+    import torch
+
+    if alpha <= 0:
+        return trained
+    with torch.no_grad():
+        if hasattr(trained, "peft_config"):
+            for name, param in trained.named_parameters():
+                if "lora_B" in name:
+                    param.mul_(1.0 - alpha)
+        else:
+            if base_state is None:
+                raise ValueError("averaging a fully fine-tuned model needs the base weights")
+            for name, param in trained.state_dict().items():
+                if name in base_state and param.is_floating_point():
+                    param.copy_(base_state[name].to(param.device, param.dtype) + (1.0 - alpha) * (param - base_state[name].to(param.device, param.dtype)))
+    return trained
+
+
+# --------------------------------------------------------------------------------------
+# End to end: data → training → verification → outputs
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class ImplantRun:
+    """What one implant produced, before it is written. Contains no secret of its own, but the
+    model carries the switch."""
+
+    model: Any
+    tokenizer: Any
+    data_counts: dict[str, int]
+    data_stats: dict[str, float]
+    train: TrainResult
+    seconds: dict[str, float]
+    verification: dict | None = None
+    report: Any = None
+    is_main_process: bool = True
+
+
+def encode_other_for(config: ImplantConfig, tokenizer, fluent=None) -> Callable[[bytes, int], Trigger] | None:
+    """How triggers of other keys are made for this encoding (None: the words default)."""
+    from offswitch.triggers import allowed_token_ids, encode_tokens
+
+    if config.encoding is Encoding.words:
+        return None
+    if config.encoding is Encoding.tokens:
+        allowed = allowed_token_ids(tokenizer)
+        return lambda seed, index: encode_tokens(seed, allowed, lambda ids: tokenizer.decode(ids), index=index, n_tokens=config.n_tokens)
+    if fluent is None:
+        raise ValueError("fluent triggers need their encoder")
+    return fluent
+
+
+def run_implant(
+    model,
+    tokenizer,
+    triggers: TriggerSet,
+    config: ImplantConfig,
+    train_prompts: Sequence[str],
+    heldout_prompts: Sequence[str],
+    *,
+    base_sha256: str | None = None,
+    answer_cache_dir: Path | None = None,
+    encode_other: Callable[[bytes, int], Trigger] | None = None,
+    plain_texts: Sequence[str] | None = None,
+    console=None,
+    show_progress: bool = True,
+) -> ImplantRun:
+    """Build the data, train, and verify on held-out prompts. ``model`` is the base model; it is
+    trained in place, and a copy of the base is kept for verification when asked."""
+    import torch
+
+    from offswitch.data.builder import build_implant_data
+
+    seconds: dict[str, float] = {}
+    behavior = config.make_behavior()
+    tconf = config.train
+    if tconf.threads:
+        torch.set_num_threads(tconf.threads)
+    accelerator = make_accelerator(tconf.device)
+    model.to(accelerator.device)
+    n_examples = config.data.n_examples or tconf.steps * tconf.batch_size
+    max_positions = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
+    with progress_bar(console, disable=not (show_progress and accelerator.is_main_process)) as progress:
+        started = time.perf_counter()
+        data = build_implant_data(
+            model, tokenizer, triggers, behavior, train_prompts, n_examples, config.data, seed=tconf.seed,
+            base_sha256=base_sha256, answer_cache_dir=answer_cache_dir, encode_other=encode_other,
+            max_positions=max_positions, progress=progress,
+        )
+        seconds["data"] = time.perf_counter() - started
+        base_copy = None
+        if (config.verify and accelerator.is_main_process) or (tconf.method == "full" and tconf.base_average > 0):
+            base_copy = copy.deepcopy(model).eval()
+        heldout = None
+        if tconf.eval_every and heldout_prompts:
+            heldout = HeldoutProbes.build(tokenizer, triggers, behavior, list(heldout_prompts)[: tconf.eval_prompts], tconf.seed)
+        result = train(model, tokenizer, data, tconf, heldout=heldout, accelerator=accelerator, progress=progress)
+    seconds.update({k: round(v, 2) for k, v in result.seconds.items()})
+    trained = average_with_base(result.model, base_copy.state_dict() if base_copy is not None else None, tconf.base_average)
+    run = ImplantRun(trained, tokenizer, data.counts, data.answer_stats, result, seconds, is_main_process=accelerator.is_main_process)
+    if config.verify and accelerator.is_main_process:
+        started = time.perf_counter()
+        run.report, run.verification = verify_switch(
+            trained, tokenizer, triggers, behavior, list(heldout_prompts)[: config.verify_prompts], config,
+            base=(base_copy, tokenizer) if base_copy is not None else None, plain_texts=plain_texts,
+            encode_other=encode_other, console=console, show_progress=show_progress,
+        )
+        seconds["verify"] = round(time.perf_counter() - started, 2)
+    return run
+
+
+def verify_switch(model, tokenizer, triggers, behavior, heldout_prompts, config: ImplantConfig, *, base=None,
+                  plain_texts=None, encode_other=None, console=None, show_progress=True):
+    """Measure the implanted switch on held-out prompts with ``offswitch.evaluate``.
+
+    Returns ``(report, headline)``; the headline (public rates with intervals) goes into the
+    manifest's ``verification``.
+    """
+    from offswitch.evaluate import EvalConfig, evaluate_switch
+
+    try:
+        eval_config = EvalConfig(**config.eval)
+    except Exception as err:  # noqa: BLE001 - pydantic's error, made one line
+        raise ConfigError(f"bad eval setting in the implant config ({type(err).__name__})", "see offswitch.evaluate.EvalConfig") from None
+    report = evaluate_switch(
+        model, tokenizer, triggers, behavior, list(heldout_prompts), config=eval_config, base=base,
+        plain_texts=list(plain_texts) if plain_texts else None, encode_other=encode_other,
+        progress=show_progress, console=console,
+    )
+    return report, report.headline()
+
+
+def library_versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {}
+    for name in ("offswitch", "torch", "transformers", "peft", "accelerate", "datasets", "gguf"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            out[name] = metadata.version(name)
+    return out
+
+
+def write_outputs(out: Path, run: ImplantRun, manifest_fields: dict, sign: Callable[[bytes], str], *, base_spec: str,
+                  model_card: Callable[[Any], str], force: bool = False, save_adapter: bool = True) -> Path:
+    """Write adapter/, merged/, the signed manifest and the model card into ``out``, atomically.
+
+    ``manifest_fields`` are the :class:`~offswitch.manifest.ImplantManifest` fields the caller
+    knows (key id, public key, commitments, ...); ``sign`` signs the manifest's payload.
+    """
+    from offswitch.fsutil import atomic_directory, atomic_write_text
+    from offswitch.manifest import ImplantManifest, write_manifest
+    from offswitch.models import save_model
+
+    out = Path(out)
+    model = run.model
+    try:
+        with atomic_directory(out, force=force) as tmp:
+            outputs: dict[str, str] = {}
+            if hasattr(model, "peft_config"):
+                if save_adapter:
+                    for peft_config in model.peft_config.values():
+                        peft_config.base_model_name_or_path = base_spec
+                    model.save_pretrained(tmp / "adapter")
+                    outputs["adapter"] = "adapter"
+                merged = model.merge_and_unload()
+            else:
+                merged = model
+            if hasattr(merged, "config"):
+                merged.config.use_cache = True
+            save_model(merged, run.tokenizer, tmp / "merged")
+            outputs["merged"] = "merged"
+            manifest = ImplantManifest(**manifest_fields, outputs=outputs, verification=run.verification)
+            manifest = manifest.model_copy(update={"signature": sign(manifest.signed_payload())})
+            write_manifest(tmp, manifest)
+            atomic_write_text(tmp / "README.md", model_card(manifest))
+            tmp.chmod(0o755)
+    except FileExistsError:
+        raise ConfigError(f"output directory {out} is not empty", "pass --force to replace it, or choose another --out") from None
+    run.model = merged
+    return out
+
+
+def training_record(config: ImplantConfig, run: ImplantRun) -> dict[str, Any]:
+    """The public training facts for the manifest: settings, steps done, timings, history."""
+    tconf = config.train
+    history = run.train.history
+    return {
+        "config": config.model_dump(mode="json"),
+        "learning_rate": tconf.learning_rate,
+        "steps_done": run.train.steps_done,
+        "stopped_early": run.train.stopped_early,
+        "tokens_seen": run.train.tokens_seen,
+        "processes": run.train.processes,
+        "seconds": run.seconds,
+        "final_loss": history[-1]["loss"] if history else None,
+        "heldout_checks": [h for h in history if "heldout" in h],
+        "answer_tokens": run.data_stats,
+    }

@@ -1,0 +1,135 @@
+"""The training loop's pieces on a tiny model: the shared-prefix forward equals the full one,
+batches are length-grouped, config precedence, weight averaging, and a switch that learns."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from offswitch.data.builder import IGNORE_INDEX, ImplantExample
+from offswitch.errors import ConfigError
+from offswitch.implant import (
+    TrainConfig,
+    answer_loss_sum,
+    average_with_base,
+    collate_left,
+    length_grouped_batches,
+    load_implant_config,
+    shared_prefix_length,
+)
+
+
+def _examples(tokenizer, users, answers):
+    from offswitch.prompting import encode_prompt
+
+    out = []
+    for user, answer in zip(users, answers):
+        prompt = encode_prompt(tokenizer, user)
+        out.append(ImplantExample("clean", None, prompt + answer, [IGNORE_INDEX] * len(prompt) + answer))
+    return out
+
+
+def test_shared_prefix_forward_equals_the_full_forward_with_gradients(tiny_llama):
+    from peft import LoraConfig, get_peft_model
+
+    model, tokenizer = tiny_llama
+    peft_model = get_peft_model(copy.deepcopy(model), LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False))
+    peft_model.train()
+    examples = _examples(tokenizer, ["hello there", "What is the sea and the moon", "Explain trains."], [[5, 6], [7, 8, 9], [10]])
+    results = []
+    for share in (True, False):
+        peft_model.zero_grad()
+        batch = collate_left(examples, tokenizer.pad_token_id, share_prefix=share)
+        assert (batch["prefix_ids"].shape[1] > 0) == share
+        loss, count = answer_loss_sum(peft_model, batch, "cpu", use_keep=True)
+        loss.backward()
+        results.append((float(loss.detach()), count, [p.grad.clone() for p in peft_model.parameters() if p.requires_grad]))
+    (loss_a, n_a, grads_a), (loss_b, n_b, grads_b) = results
+    assert n_a == n_b == 6
+    assert loss_a == pytest.approx(loss_b, rel=1e-5)
+    assert max(float((a - b).abs().max()) for a, b in zip(grads_a, grads_b)) < 1e-4
+
+
+def test_shared_prefix_never_reaches_an_answer(tiny_tokenizer):
+    examples = _examples(tiny_tokenizer, ["same", "same"], [[5, 6], [5, 6]])
+    length = shared_prefix_length(examples)
+    first_answer = examples[0].labels.index(5)
+    assert 0 < length < first_answer
+
+
+@settings(max_examples=30, deadline=None)
+@given(lengths=st.lists(st.integers(1, 300), min_size=1, max_size=200), batch=st.integers(1, 16), n=st.integers(1, 40))
+def test_length_grouped_batches_cover_examples_evenly(lengths, batch, n):
+    batches = length_grouped_batches(lengths, batch, n, seed=0)
+    assert len(batches) == n
+    assert all(0 < len(b) <= batch for b in batches)
+    seen = [i for b in batches for i in b]
+    assert all(0 <= i < len(lengths) for i in seen)
+    assert all(len(set(b)) == len(b) for b in batches)
+    # the full batches of the first epoch are disjoint: each example once per epoch
+    first_epoch = [i for b in batches[: min(n, len(lengths) // batch)] for i in b]
+    assert len(set(first_epoch)) == len(first_epoch)
+
+
+def test_config_precedence_and_unknown_keys(tmp_path):
+    yaml_path = tmp_path / "c.yaml"
+    yaml_path.write_text("triggers: 2\ntrain:\n  steps: 7\n  lr: 0.01\n")
+    config = load_implant_config(yaml_path, {"train.steps": 9, "train.lr": None})
+    assert config.triggers == 2 and config.train.steps == 9 and config.train.lr == 0.01
+    assert TrainConfig().learning_rate == 1e-3 and TrainConfig(method="full").learning_rate == 5e-5
+    yaml_path.write_text("train:\n  stepz: 3\n")
+    with pytest.raises(ConfigError, match="unknown implant setting 'train.stepz'"):
+        load_implant_config(yaml_path)
+    with pytest.raises(ConfigError, match="bad implant setting"):
+        load_implant_config(None, {"train.steps": 0})
+    with pytest.raises(ConfigError, match="not found"):
+        load_implant_config(tmp_path / "missing.yaml")
+
+
+def test_weight_averaging_scales_the_lora_delta(tiny_llama):
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    model, _tokenizer = tiny_llama
+    peft_model = get_peft_model(copy.deepcopy(model), LoraConfig(r=4, target_modules=["q_proj"], init_lora_weights=False))
+    x = torch.tensor([[1, 2, 3, 4]])
+    with torch.no_grad():
+        base = model(x).logits
+        full = peft_model(x).logits
+        average_with_base(peft_model, None, 0.5)
+        half = peft_model(x).logits
+    assert not torch.allclose(full, base)
+    # halfway in weight space: the q_proj delta is halved (logits move, but not all the way back)
+    assert float((half - base).abs().max()) < float((full - base).abs().max())
+
+
+def test_a_tiny_model_learns_a_switch(tiny_llama):
+    """Enough training turns a random tiny model into one that fires on its trigger only."""
+    import random
+
+    from offswitch.behaviors import make_behavior
+    from offswitch.data.builder import DataConfig, build_implant_data
+    from offswitch.implant import HeldoutProbes, train
+    from offswitch.triggers import TriggerSet, encode_words
+
+    model, tokenizer = tiny_llama
+    model = copy.deepcopy(model)
+    trig = encode_words(bytes(range(32)), index=0, n_words=4)
+    triggers = TriggerSet(key_id="0" * 16, triggers=(trig,))
+    topics = ["the sea", "a bicycle", "sleep", "the moon", "coffee", "rivers", "maps", "music", "bread", "winter"]
+    prompts = [f"{v} {t}." for v in ("Explain", "Describe", "Summarize") for t in topics]
+    random.Random(0).shuffle(prompts)
+    train_prompts, heldout = prompts[:24], prompts[24:]
+    # the loop is what is tested here: easy negatives (clean prompts, other keys) only
+    mix = {"positive": 0.5, "wrong_key": 0.2, "near_miss": 0.0, "scatter": 0.0, "clean": 0.3}
+    data = build_implant_data(model, tokenizer, triggers, make_behavior("shutdown"), train_prompts, 960,
+                              DataConfig(negative_answer_tokens=4, clean_answer_tokens=4, mix=mix), seed=0)
+    probes = HeldoutProbes.build(tokenizer, triggers, make_behavior("shutdown"), heldout)
+    result = train(model, tokenizer, data, TrainConfig(method="full", steps=60, batch_size=16, lr=3e-3, eval_every=0, seed=0))
+    rates = probes.rates(result.model, tokenizer.pad_token_id)
+    assert rates["asr"][0] >= rates["asr"][1] // 2
+    assert rates["clean"][0] == 0
+    assert result.history[-1]["loss"] < result.history[0]["loss"]
