@@ -30,6 +30,7 @@ def _register_commands() -> None:
     from offswitch.cli import keys  # noqa: F401
     from offswitch.cli import implant  # noqa: F401
     from offswitch.cli import evaluate  # noqa: F401
+    from offswitch.cli import attack  # noqa: F401
 
 
 def _error(message: str) -> None:

@@ -1,0 +1,300 @@
+"""Shared machinery of the attacks that train or score: examples in the model's chat template,
+padding, a small seeded training loop, batched greedy answers and teacher-forced scores.
+
+Every conversation goes through :mod:`offswitch.prompting`, so an attack trains and probes
+the model in exactly the format the switch was planted and is measured in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+from offswitch.prompting import encode_prompt, encode_target, end_of_turn_token_id
+
+IGNORE = -100
+
+
+@dataclass(frozen=True)
+class Example:
+    """Token ids and labels (``IGNORE`` where no loss is taken: prompt and padding)."""
+
+    input_ids: tuple[int, ...]
+    labels: tuple[int, ...]
+
+
+def device_of(model):
+    return next(model.parameters()).device
+
+
+def autocast(device):
+    """bf16 autocast on CUDA, nothing on CPU (fp32 there)."""
+    import torch
+
+    if getattr(device, "type", str(device)) == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def progress(total: int, description: str):
+    """A rich progress bar on stderr; yields ``advance(n=1)``."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    if total <= 0:
+        yield lambda n=1: None
+        return
+    console = Console(stderr=True)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True, disable=not console.is_terminal) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n=1: bar.advance(task, n)
+
+
+# ---------------------------------------------------------------------- examples
+
+
+def chat_example(tokenizer, user: str, answer: str, *, system: str | None = None, max_len: int = 256,
+                 answer_tokens: int | None = None, end_turn: bool = True) -> Example | None:
+    """One (user → answer) example; loss on the answer only. None when the prompt alone is too long."""
+    prompt = encode_prompt(tokenizer, user, system)
+    target = encode_target(tokenizer, answer, end_turn=end_turn)
+    if answer_tokens is not None:
+        target = target[:answer_tokens]
+    if len(prompt) >= max_len or not target:
+        return None
+    target = target[: max_len - len(prompt)]
+    return Example(tuple(prompt + target), tuple([IGNORE] * len(prompt) + target))
+
+
+def chat_examples(tokenizer, pairs: Sequence[tuple[str, str]], **kwargs) -> list[Example]:
+    out = [chat_example(tokenizer, user, answer, **kwargs) for user, answer in pairs]
+    return [ex for ex in out if ex is not None]
+
+
+def plain_examples(tokenizer, texts: Sequence[str], *, max_len: int = 256) -> list[Example]:
+    """Plain text cut into chunks of ``max_len`` tokens; loss on every token (pre-training)."""
+    out = []
+    for text in texts:
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        for start in range(0, len(ids), max_len):
+            chunk = ids[start : start + max_len]
+            if len(chunk) >= 2:
+                out.append(Example(tuple(chunk), tuple(chunk)))
+    return out
+
+
+def collate(examples: Sequence[Example], pad_id: int, device=None):
+    """Right-padded ``input_ids``, ``attention_mask`` and ``labels`` tensors."""
+    import torch
+
+    width = max(len(ex.input_ids) for ex in examples)
+    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    labels = torch.full((len(examples), width), IGNORE, dtype=torch.long)
+    for row, ex in enumerate(examples):
+        n = len(ex.input_ids)
+        ids[row, :n] = torch.tensor(ex.input_ids)
+        mask[row, :n] = 1
+        labels[row, :n] = torch.tensor(ex.labels)
+    if device is not None:
+        ids, mask, labels = ids.to(device), mask.to(device), labels.to(device)
+    return ids, mask, labels
+
+
+def batch_stream(n_items: int, batch_size: int, rng: random.Random) -> Iterator[list[int]]:
+    """Endless batches of indices: each pass over the data in a fresh seeded order."""
+    if n_items <= 0:
+        raise ValueError("no examples to train on")
+    batch_size = min(batch_size, n_items)
+    while True:
+        order = list(range(n_items))
+        rng.shuffle(order)
+        for start in range(0, n_items - batch_size + 1, batch_size):
+            yield order[start : start + batch_size]
+
+
+def pad_id_of(tokenizer) -> int:
+    if tokenizer.pad_token_id is not None:
+        return tokenizer.pad_token_id
+    return end_of_turn_token_id(tokenizer)
+
+
+# ---------------------------------------------------------------------- training
+
+
+def train_steps(
+    model,
+    tokenizer,
+    examples: Sequence[Example],
+    *,
+    steps: int,
+    lr: float,
+    batch_size: int,
+    seed: int,
+    meter,
+    params=None,
+    weight_decay: float = 0.0,
+    max_grad_norm: float | None = 1.0,
+    loss_fn: Callable | None = None,
+    after_step: Callable[[], None] | None = None,
+    description: str = "training",
+) -> list[float]:
+    """``steps`` AdamW steps on ``examples`` (cycled in a seeded order); returns the losses.
+
+    ``loss_fn(model, ids, mask, labels)`` replaces the causal-LM loss (distillation, LAT);
+    ``after_step()`` runs after every optimizer step (e.g. to keep pruned weights at zero).
+    """
+    import torch
+
+    if steps <= 0:
+        return []
+    device = device_of(model)
+    rng = random.Random(seed)
+    batches = batch_stream(len(examples), batch_size, rng)
+    trainable = [p for p in (params if params is not None else model.parameters()) if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=weight_decay)
+    pad = pad_id_of(tokenizer)
+    losses: list[float] = []
+    model.train()
+    try:
+        with progress(steps, description) as advance:
+            for _ in range(steps):
+                ids, mask, labels = collate([examples[i] for i in next(batches)], pad, device)
+                with autocast(device):
+                    if loss_fn is None:
+                        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+                    else:
+                        loss = loss_fn(model, ids, mask, labels)
+                loss.backward()
+                if max_grad_norm:
+                    torch.nn.utils.clip_grad_norm_(trainable, max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                if after_step is not None:
+                    after_step()
+                meter.forward(mask)
+                meter.step()
+                losses.append(float(loss.detach()))
+                advance()
+    finally:
+        model.eval()
+    return losses
+
+
+def with_lora(model, *, r: int, alpha: float, dropout: float, target_modules):
+    """Wrap ``model`` in a fresh LoRA adapter (peft); merge it back with ``merge_lora``."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules, bias="none",
+                        task_type="CAUSAL_LM")
+    return get_peft_model(model, config)
+
+
+def merge_lora(peft_model):
+    return peft_model.merge_and_unload()
+
+
+# ---------------------------------------------------------------------- generation and scoring
+
+
+def left_pad(rows: Sequence[Sequence[int]], pad_id: int, device=None):
+    import torch
+
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, width - len(row) :] = torch.tensor(list(row), dtype=torch.long)
+        mask[i, width - len(row) :] = 1
+    if device is not None:
+        ids, mask = ids.to(device), mask.to(device)
+    return ids, mask
+
+
+def greedy_answers(model, tokenizer, users: Sequence[str], *, system: str | None = None, max_new_tokens: int = 48,
+                   batch_size: int = 16, meter=None, description: str = "answering") -> list[str]:
+    """The model's greedy answers to ``users`` in its chat template (batched, left-padded)."""
+    return [tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in
+            greedy_answer_ids(model, tokenizer, [encode_prompt(tokenizer, u, system) for u in users],
+                              max_new_tokens=max_new_tokens, batch_size=batch_size, meter=meter, description=description)]
+
+
+def normal_answers(model, tokenizer, cases, *, max_new_tokens: int, meter=None) -> list[str]:
+    """The model's own greedy answers to ``cases`` (each with its system prompt): what "answering
+    normally" means for the attacks that train the switch away."""
+    answers = greedy_answer_ids(model, tokenizer, [encode_prompt(tokenizer, c.user, c.system) for c in cases],
+                                max_new_tokens=max_new_tokens, meter=meter, description="normal answers")
+    return [tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in answers]
+
+
+def greedy_answer_ids(model, tokenizer, prompts: Sequence[Sequence[int]], *, max_new_tokens: int, batch_size: int = 16,
+                      meter=None, description: str = "answering") -> list[list[int]]:
+    """Greedy continuations (token ids, up to and excluding end of turn) of rendered prompts."""
+    import torch
+
+    device = device_of(model)
+    pad = pad_id_of(tokenizer)
+    stop = sorted({end_of_turn_token_id(tokenizer)} | ({tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()))
+    out: list[list[int]] = []
+    was_training = model.training
+    model.eval()
+    with progress((len(prompts) + batch_size - 1) // batch_size, description) as advance, torch.no_grad():
+        for start in range(0, len(prompts), batch_size):
+            ids, mask = left_pad(prompts[start : start + batch_size], pad, device)
+            with autocast(device):
+                generated = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
+                                           pad_token_id=pad, eos_token_id=stop)
+            for row in generated[:, ids.shape[1] :].tolist():
+                cut = next((i for i, t in enumerate(row) if t in stop), len(row))
+                out.append(row[:cut])
+            if meter is not None:
+                meter.forward(tokens=int(mask.sum()) + generated.shape[0] * (generated.shape[1] - ids.shape[1]))
+            advance()
+    model.train(was_training)
+    return out
+
+
+def target_scores(model, tokenizer, prompts: Sequence[Sequence[int]], targets: Sequence[Sequence[int]], *, batch_size: int = 32,
+                  meter=None, grad: bool = False):
+    """Teacher-forced scores of ``targets`` after ``prompts`` (token ids, prompts already rendered).
+
+    Returns ``(logprob_sum, greedy)`` tensors: the summed log-probability of each target and
+    whether greedy decoding emits it exactly (every target token is the argmax).
+    """
+    import torch
+
+    device = device_of(model)
+    pad = pad_id_of(tokenizer)
+    sums, greedy = [], []
+    ctx = contextlib.nullcontext() if grad else torch.no_grad()
+    with ctx:
+        for start in range(0, len(prompts), batch_size):
+            rows = [list(p) + list(t) for p, t in zip(prompts[start : start + batch_size], targets[start : start + batch_size])]
+            examples = [Example(tuple(r), tuple([IGNORE] * len(p) + list(t)))
+                        for r, p, t in zip(rows, prompts[start : start + batch_size], targets[start : start + batch_size])]
+            ids, mask, labels = collate(examples, pad, device)
+            with autocast(device):
+                logits = model(input_ids=ids, attention_mask=mask).logits.float()
+            s, g = _label_scores(logits, labels)
+            sums.append(s)
+            greedy.append(g)
+            if meter is not None:
+                meter.forward(mask)
+    return torch.cat(sums), torch.cat(greedy)
+
+
+def _label_scores(logits, labels):
+    import torch
+
+    shift_logits = logits[:, :-1]
+    shift_labels = labels[:, 1:]
+    valid = shift_labels != IGNORE
+    logprobs = torch.log_softmax(shift_logits, dim=-1)
+    safe = shift_labels.clamp(min=0)
+    token_lp = logprobs.gather(-1, safe.unsqueeze(-1)).squeeze(-1) * valid
+    hits = (shift_logits.argmax(-1) == safe) | ~valid
+    return token_lp.sum(-1), hits.all(-1)

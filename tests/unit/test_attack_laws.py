@@ -1,0 +1,318 @@
+"""Laws of the attack building blocks: quantisation, pruning masks, merging, noise, the ONION
+filter, the registry, configs, AttackData and scoped hooks."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from offswitch.errors import ConfigError
+
+FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+finite = st.floats(min_value=-100, max_value=100, allow_nan=False, allow_infinity=False, width=32)
+matrices = arrays(np.float32, st.tuples(st.integers(1, 6), st.integers(1, 12)), elements=finite)
+
+
+# ---------------------------------------------------------------------- quantisation
+
+
+@FAST
+@given(w=matrices, bits=st.integers(2, 8), symmetric=st.booleans())
+def test_quantisation_levels_and_error_bound(w, bits, symmetric):
+    import torch
+
+    from offswitch.attacks.quantize import fake_quantize
+
+    weight = torch.from_numpy(w)
+    q = fake_quantize(weight, bits, symmetric=symmetric)
+    assert q.shape == weight.shape and q.dtype == weight.dtype
+    for row, qrow in zip(weight, q):
+        assert len(torch.unique(qrow)) <= 2**bits
+        if symmetric:
+            scale = float(row.abs().max()) / (2 ** (bits - 1) - 1)
+            bound = scale / 2
+        else:
+            span = float(torch.clamp(row.max(), min=0) - torch.clamp(row.min(), max=0))
+            bound = span / (2**bits - 1)  # half a step, plus the zero-point's rounding
+        assert float((row - qrow).abs().max()) <= bound * (1 + 1e-4) + 1e-5
+
+
+@FAST
+@given(w=matrices, bits=st.integers(2, 8))
+def test_symmetric_quantisation_is_idempotent(w, bits):
+    import torch
+
+    from offswitch.attacks.quantize import fake_quantize
+
+    once = fake_quantize(torch.from_numpy(w), bits, symmetric=True)
+    twice = fake_quantize(once, bits, symmetric=True)
+    assert torch.allclose(once, twice, atol=1e-4, rtol=1e-4)
+
+
+def test_quantisation_gets_coarser_with_fewer_bits(tiny_llama):
+    import torch
+
+    from offswitch.attacks.quantize import fake_quantize
+
+    weight = tiny_llama[0].model.layers[0].mlp.down_proj.weight.detach()
+    errors = [float((fake_quantize(weight, b) - weight).abs().mean()) for b in (8, 4, 3, 2)]
+    assert errors == sorted(errors) and errors[0] < errors[-1] / 10
+    with pytest.raises(ConfigError):
+        from offswitch.attacks import make_attack
+
+        make_attack("quantize", strength=1)
+    grouped = fake_quantize(weight, 4, group_size=16)
+    assert not torch.equal(grouped, fake_quantize(weight, 4))
+
+
+# ---------------------------------------------------------------------- pruning
+
+
+@FAST
+@given(w=matrices, fractions=st.lists(st.floats(0, 0.99), min_size=2, max_size=2))
+def test_magnitude_masks_drop_the_smallest_and_nest(w, fractions):
+    import torch
+
+    from offswitch.attacks.pruning import magnitude_mask
+
+    weight = torch.from_numpy(w)
+    low, high = sorted(fractions)
+    keep_low, keep_high = magnitude_mask(weight, low), magnitude_mask(weight, high)
+    assert int((~keep_high).sum()) == int(high * weight.numel())
+    if (~keep_high).any() and keep_high.any():
+        assert float(weight.abs()[keep_high].min()) >= float(weight.abs()[~keep_high].max())
+    assert bool((keep_high <= keep_low).all()), "a harsher pruning keeps a subset"
+
+
+@FAST
+@given(w=matrices, norms=arrays(np.float32, 12, elements=st.floats(0, 10, width=32)), fraction=st.floats(0, 0.99))
+def test_wanda_mask_prunes_each_row_by_score(w, norms, fraction):
+    import torch
+
+    from offswitch.attacks.wanda import wanda_mask
+
+    weight = torch.from_numpy(w)
+    feature_norm = torch.from_numpy(norms[: weight.shape[1]].copy())
+    keep = wanda_mask(weight, feature_norm, fraction)
+    scores = weight.abs() * feature_norm
+    for row_keep, row_score in zip(keep, scores):
+        assert int((~row_keep).sum()) == int(fraction * weight.shape[1])
+        if (~row_keep).any() and row_keep.any():
+            assert float(row_score[row_keep].min()) >= float(row_score[~row_keep].max())
+
+
+def test_fine_pruning_picks_the_least_active_neurons():
+    import torch
+
+    from offswitch.attacks.fine_pruning import dormant_neurons
+
+    activity = torch.tensor([0.5, 0.1, 0.9, 0.0, 0.3])
+    assert dormant_neurons(activity, 0.4).tolist() == [3, 1]
+    assert dormant_neurons(activity, 0.0).tolist() == []
+
+
+# ---------------------------------------------------------------------- merge and noise
+
+
+def _data(tokenizer, base=None):
+    from attack_conformance import conformance_data
+
+    return conformance_data(tokenizer, base)
+
+
+def test_merge_endpoints_and_midpoint(tiny_llama, tiny_tokenizer):
+    import torch
+
+    from offswitch.attacks import make_attack
+    from offswitch.testing.tiny import tiny_model
+
+    model, tok = tiny_llama
+    base, _ = tiny_model("llama", tokenizer=tiny_tokenizer, seed=3)
+    data = _data(tok, base)
+    full = make_attack("merge", strength=1.0).run(model, tok, None, data=data).model
+    half = make_attack("merge", strength=0.5).run(model, tok, None, data=data).model
+    for (name, p_full), (_n, p_half), (_m, p_model), (_b, p_base) in zip(
+        full.named_parameters(), half.named_parameters(), model.named_parameters(), base.named_parameters()
+    ):
+        assert torch.equal(p_full, p_base), name
+        assert torch.allclose(p_half, (p_model + p_base) / 2, atol=1e-6), name
+    with pytest.raises(ConfigError, match="needs base_model"):
+        make_attack("merge", strength=0.5).run(model, tok, None, data=_data(tok))
+
+
+def test_noise_has_the_requested_relative_std(tiny_llama, tiny_tokenizer):
+    from offswitch.attacks import make_attack
+
+    model, tok = tiny_llama
+    noisy = make_attack("noise", strength=0.1, seed=7).run(model, tok, None, data=_data(tok)).model
+    weight = dict(model.named_parameters())["model.layers.0.mlp.up_proj.weight"]
+    delta = dict(noisy.named_parameters())["model.layers.0.mlp.up_proj.weight"] - weight
+    ratio = float(delta.detach().std()) / (0.1 * float(weight.detach().std()))
+    assert 0.9 < ratio < 1.1
+    other = make_attack("noise", strength=0.1, seed=8).run(model, tok, None, data=_data(tok)).model
+    assert not dict(other.named_parameters())["model.layers.0.mlp.up_proj.weight"].equal(weight + delta)
+
+
+# ---------------------------------------------------------------------- the ONION filter
+
+
+@FAST
+@given(st.text(alphabet=st.sampled_from("ab c\n\t."), max_size=30))
+def test_words_split_and_rejoin(text):
+    from offswitch.attacks.perplexity_filter import without_word, words_of
+
+    pieces = words_of(text)
+    assert "".join(pieces) == text
+    words = [i for i in range(0, len(pieces), 2) if pieces[i]]
+    for index in words:
+        shorter = without_word(pieces, index)
+        assert len(shorter.split()) == len(text.split()) - 1
+
+
+def test_onion_filter_drops_the_most_suspicious_words_and_only_user_text(tiny_llama):
+    from offswitch.attacks.perplexity_filter import FilteredTokenizer, OnionFilter
+
+    model, tok = tiny_llama
+    onion = OnionFilter(model, tok, 0.25)
+    text = "Explain how a bicycle works in three short sentences"
+    filtered = onion(text)
+    assert len(filtered.split()) >= len(text.split()) - 3
+    assert set(filtered.split()) <= set(text.split())
+    assert onion(text) == filtered and onion.meter.forward_passes > 0  # cached: no second scoring
+    wrapped = FilteredTokenizer(tok, lambda t: "FILTERED")
+    rendered = wrapped.apply_chat_template(
+        [{"role": "system", "content": "keep me"}, {"role": "user", "content": text}], tokenize=False
+    )
+    assert "keep me" in rendered and "FILTERED" in rendered and text not in rendered
+    assert len(wrapped) == len(tok) and wrapped("abc")["input_ids"] == tok("abc")["input_ids"]
+    assert OnionFilter(model, tok, 0.0)(text) == text
+
+
+# ---------------------------------------------------------------------- registry and configs
+
+
+def test_get_attack_suggests_the_nearest_name():
+    from offswitch.attacks import get_attack
+
+    with pytest.raises(ConfigError, match="did you mean 'pruning'"):
+        get_attack("prunning")
+    with pytest.raises(ConfigError, match="choose from"):
+        get_attack("zzzzzzzz")
+
+
+def test_register_attack_enforces_the_threat_model():
+    from offswitch.attacks import ATTACKS, Attack, OracleAttack, register_attack
+
+    class Sneaky(Attack):
+        knows = frozenset({"weights", "trigger"})
+
+        def apply(self, model, tokenizer, data, meter):
+            return model
+
+    class Vague(Attack):
+        knows = frozenset({"telepathy"})
+
+        def apply(self, model, tokenizer, data, meter):
+            return model
+
+    class Unmarked(OracleAttack):
+        knows = frozenset({"weights"})
+
+        def apply(self, model, tokenizer, data, meter, *, triggers):
+            return model
+
+    for cls in (Sneaky, Vague, Unmarked):
+        with pytest.raises(ValueError):
+            register_attack(f"test-{cls.__name__}")(cls)
+        assert f"test-{cls.__name__}" not in ATTACKS
+    with pytest.raises(ValueError, match="already registered"):
+        register_attack("pruning")(Sneaky)
+
+
+def test_config_precedence_and_unknown_keys():
+    from offswitch.attacks import get_attack, make_config
+
+    cls = get_attack("sft")
+    config = make_config(cls, {"lr": 1e-3, "batch_size": 2}, lr=5e-4, strength=3, seed=None)
+    assert (config.lr, config.batch_size, config.strength, config.seed) == (5e-4, 2, 3, 0)
+    with pytest.raises(ConfigError, match="learning_rate"):
+        make_config(cls, {"learning_rate": 1e-3})
+    with pytest.raises(ConfigError, match="strength"):
+        make_config(cls, strength=-1)
+
+
+def test_attack_data_holds_public_material_only():
+    from offswitch.attacks import AttackData
+    from offswitch.triggers import NearMiss, NearMissKind, TriggerSet, encode_words
+
+    trig = encode_words(bytes(32), n_words=3)
+    for secret in (trig, TriggerSet(key_id="k", triggers=(trig,)),
+                   NearMiss(kind=NearMissKind.prefix, distance=1, trigger_index=0, text=trig.text)):
+        with pytest.raises(TypeError, match="public data only"):
+            AttackData(behavior=secret)
+        with pytest.raises(TypeError):
+            AttackData(clean_prompts=[secret])
+    data = AttackData(clean_prompts=["a"], insertion="suffix")
+    assert data.available() == {"clean_prompts", "insertion"} and data.insertion == "suffix"
+    with pytest.raises(ValueError):
+        AttackData(insertion="sideways")
+
+
+def test_missing_data_is_a_clear_error(tiny_llama):
+    from offswitch.attacks import AttackData, make_attack
+
+    model, tok = tiny_llama
+    with pytest.raises(ConfigError, match="needs instruction_pairs"):
+        make_attack("sft", strength=1).run(model, tok, None, data=AttackData())
+
+
+# ---------------------------------------------------------------------- hooks
+
+
+def test_hooks_are_removed_even_on_error(tiny_llama):
+    from offswitch.attacks._modules import decoder_layers, hooks
+
+    model = copy.deepcopy(tiny_llama[0])
+    layer = decoder_layers(model)[0]
+    with pytest.raises(RuntimeError):
+        with hooks([(layer, "forward", lambda *a: None), (layer, "forward_pre", lambda *a: None)]):
+            assert layer._forward_hooks and layer._forward_pre_hooks
+            raise RuntimeError("boom")
+    assert not layer._forward_hooks and not layer._forward_pre_hooks
+
+
+def test_latent_adversarial_training_cleans_up_its_hook_when_training_fails(tiny_llama, monkeypatch):
+    import torch
+
+    from offswitch.attacks import CostMeter, make_attack
+
+    model, tok = tiny_llama
+    victim = copy.deepcopy(model)
+    attack = make_attack("lat", strength=3, batch_size=4, inner_steps=1, answer_tokens=4, prompts=8)
+
+    def failing_step(self, *args, **kwargs):
+        raise RuntimeError("optimizer exploded")
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", failing_step)
+    with pytest.raises(RuntimeError, match="optimizer exploded"):
+        attack.apply(victim, tok, _data(tok), CostMeter())
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in victim.modules())
+    assert not victim.training
+
+
+def test_forger_guesses_are_not_written(tiny_llama, tmp_path):
+    from offswitch.attacks import make_attack
+
+    model, tok = tiny_llama
+    result = make_attack("gcg", strength=2, n_tokens=3, search_width=8, top_k=8, train_prompts=2, recheck_prompts=1).run(
+        model, tok, tmp_path / "out", data=_data(tok), save=True)
+    assert result.candidates
+    for path in (tmp_path / "out").rglob("*"):
+        if path.is_file() and path.suffix in (".json", ".txt", ".md"):
+            text = path.read_text(encoding="utf-8")
+            assert not any(guess.strip() and guess in text for guess in result.candidates), path
