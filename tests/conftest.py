@@ -62,7 +62,9 @@ def keystore(tmp_path):
     return path, TEST_PASSPHRASE, key
 
 
-def run_cli(*args: str, env: dict | None = None, input: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, env: dict | None = None, input: str | None = None, cwd: Path | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
     """Run ``offswitch`` in a subprocess, as a user would; returns the completed process."""
     full_env = dict(os.environ)
     full_env.pop("OFFSWITCH_PASSPHRASE", None)
@@ -74,7 +76,7 @@ def run_cli(*args: str, env: dict | None = None, input: str | None = None, cwd: 
         env=full_env,
         input=input if input is not None else "",
         cwd=cwd,
-        timeout=600,
+        timeout=timeout,
     )
 
 

@@ -44,7 +44,7 @@ def test_default_model_implant_works_on_heldout_prompts(cli, keystore, tmp_path)
     (tmp_path / "small.yaml").write_text(SMALL)
     out = tmp_path / "run"
     result = cli("implant", "--key", str(path), "--out", str(out), "--config", str(tmp_path / "small.yaml"),
-                 env={"OFFSWITCH_PASSPHRASE": pw})
+                 env={"OFFSWITCH_PASSPHRASE": pw}, timeout=1800)
     assert result.returncode == 0, result.stderr[-3000:]
     manifest = read_manifest(out)
     assert manifest.signature_valid()
