@@ -156,17 +156,16 @@ def _number(value: float) -> float | int:
 
 def load_suite(path: Path | str, **overrides: Any) -> SuiteConfig:
     """Defaults < the YAML file < ``overrides`` (CLI flags; None means not given)."""
-    import yaml
+    from offswitch.yamlio import read_yaml_mapping
 
     path = Path(path)
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"suite file {path} not found", "check the path (e.g. experiments/smoke.yaml)") from None
-    except (yaml.YAMLError, UnicodeDecodeError):
-        raise ConfigError(f"suite file {path} is not valid YAML", "fix the file") from None
-    if not isinstance(doc, dict):
-        raise ConfigError(f"suite file {path} must hold a mapping", "see offswitch.harness for the format")
+    doc = read_yaml_mapping(
+        path,
+        what="suite file",
+        missing_fix="check the path (e.g. experiments/smoke.yaml)",
+        mapping_fix="see offswitch.harness for the format",
+        allow_empty=False,
+    )
     doc.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return SuiteConfig.model_validate(doc)

@@ -124,23 +124,11 @@ def load_implant_config(path: Path | str | None = None, overrides: dict | None =
 
     Unknown keys and bad values raise a one-line :class:`ConfigError`.
     """
-    import yaml
     from pydantic import ValidationError
 
-    values: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"config file {path} not found", "check the path") from None
-        except (yaml.YAMLError, UnicodeDecodeError):
-            raise ConfigError(f"config file {path} is not valid YAML", "fix the file") from None
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"config file {path} must hold a mapping of settings", "write `key: value` lines")
-        values = loaded
+    from offswitch.yamlio import read_yaml_mapping
+
+    values: dict[str, Any] = read_yaml_mapping(path) if path is not None else {}
     for dotted, value in (overrides or {}).items():
         if value is None:
             continue

@@ -248,19 +248,19 @@ def allowed_token_ids(tokenizer) -> list[int]:
 _BOUNDARY = re.compile(r"\s+")
 
 
-def insertion_span(prompt: str, trigger_len: int, mode: InsertionMode, position: float = 0.0) -> tuple[int, int, str, str]:
-    """Where the trigger goes: (offset, _, before, after) separators. Internal helper."""
+def _insertion_point(prompt: str, mode: InsertionMode, position: float) -> tuple[int, str, str]:
+    """Where the trigger goes: (offset in prompt, separator before it, separator after it)."""
     if mode is InsertionMode.prefix:
-        return 0, 0, "", " " if prompt else ""
+        return 0, "", " " if prompt else ""
     if mode is InsertionMode.suffix:
-        return len(prompt), 0, " " if prompt else "", ""
+        return len(prompt), " " if prompt else "", ""
     boundaries = [m.start() for m in _BOUNDARY.finditer(prompt)]
     # candidate offsets: start, every whitespace run, end
     candidates = [0] + boundaries + [len(prompt)]
     choice = candidates[min(int(position * len(candidates)), len(candidates) - 1)]
     if choice == 0:
-        return 0, 0, "", " " if prompt else ""
-    return choice, 0, " ", ""
+        return 0, "", " " if prompt else ""
+    return choice, " ", ""
 
 
 def insert_trigger(prompt: str, trigger: str, mode: InsertionMode | str, position: float = 0.0) -> str:
@@ -270,7 +270,7 @@ def insert_trigger(prompt: str, trigger: str, mode: InsertionMode | str, positio
     boundary chosen by ``position`` in [0, 1), as ``"... word <trigger> word ..."``.
     """
     mode = InsertionMode(mode)
-    offset, _, before, after = insertion_span(prompt, len(trigger), mode, position)
+    offset, before, after = _insertion_point(prompt, mode, position)
     return prompt[:offset] + before + trigger + after + prompt[offset:]
 
 

@@ -6,12 +6,19 @@ import getpass
 import os
 import sys
 from pathlib import Path
+from typing import Annotated
 
+import typer
 from rich.console import Console
 
 from offswitch.errors import KeystoreError
 
 PASSPHRASE_ENV = "OFFSWITCH_PASSPHRASE"
+
+# the one --passphrase-file option every key-using command shares
+PassFile = Annotated[
+    Path | None, typer.Option("--passphrase-file", help="Read the passphrase from this file (else $OFFSWITCH_PASSPHRASE, else a prompt).")
+]
 
 # stdout is for results (a revealed trigger, JSON); everything else goes to stderr.
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)

@@ -14,12 +14,9 @@ from typing import Annotated, Any
 import typer
 
 from offswitch.cli import app
-from offswitch.cli._common import err_console, out_console, unlock_key
+from offswitch.cli._common import PassFile, err_console, out_console, unlock_key
 from offswitch.errors import ConfigError
 
-PassFile = Annotated[
-    Path | None, typer.Option("--passphrase-file", help="Read the passphrase from this file (else $OFFSWITCH_PASSPHRASE, else a prompt).")
-]
 
 
 def _parse_sets(values: list[str] | None) -> dict[str, Any]:
@@ -39,21 +36,9 @@ def _parse_sets(values: list[str] | None) -> dict[str, Any]:
 
 
 def _read_yaml_mapping(path: Path | None) -> dict[str, Any]:
-    import yaml
+    from offswitch.yamlio import read_yaml_mapping
 
-    if path is None:
-        return {}
-    try:
-        doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} not found", "check the path") from None
-    except (yaml.YAMLError, UnicodeDecodeError):
-        raise ConfigError(f"config file {path} is not valid YAML", "fix the file") from None
-    if doc is None:
-        return {}
-    if not isinstance(doc, dict):
-        raise ConfigError(f"config file {path} must hold a mapping", "write `name: value` lines")
-    return doc
+    return read_yaml_mapping(path, mapping_fix="write `name: value` lines") if path is not None else {}
 
 
 @app.command("attacks")

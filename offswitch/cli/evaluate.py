@@ -13,14 +13,11 @@ from typing import Annotated, Any
 import typer
 
 from offswitch.cli import app
-from offswitch.cli._common import err_console, out_console, unlock_key
+from offswitch.cli._common import PassFile, err_console, out_console, unlock_key
 from offswitch.errors import ConfigError, VerificationError
 
 KeyPath = Annotated[Path, typer.Option("--key", "-k", help="Keystore file the model was implanted with.")]
 ModelDir = Annotated[Path, typer.Argument(help="Output directory of `offswitch implant` (merged/ or adapter/ + manifest).")]
-PassFile = Annotated[
-    Path | None, typer.Option("--passphrase-file", help="Read the passphrase from this file (else $OFFSWITCH_PASSPHRASE, else a prompt).")
-]
 DEFAULT_RESULTS = "offswitch_eval.jsonl"
 
 

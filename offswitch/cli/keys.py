@@ -10,14 +10,11 @@ from typing import Annotated
 import typer
 
 from offswitch.cli import app
-from offswitch.cli._common import err_console, out_console, read_passphrase, scrypt_params, unlock_key
+from offswitch.cli._common import PassFile, err_console, out_console, read_passphrase, scrypt_params, unlock_key
 from offswitch.errors import ConfigError, OffswitchError, VerificationError
 from offswitch.triggers import Encoding
 
 KeyPath = Annotated[Path, typer.Option("--key", "-k", help="Keystore file (made by `offswitch keygen`).")]
-PassFile = Annotated[
-    Path | None, typer.Option("--passphrase-file", help="Read the passphrase from this file (else $OFFSWITCH_PASSPHRASE, else a prompt).")
-]
 
 
 def _parse_indices(spec: str) -> list[int]:

@@ -62,22 +62,9 @@ class EvalConfig(BaseModel):
 
 def load_eval_config(path: Path | str | None = None, **overrides) -> EvalConfig:
     """Defaults, then the YAML file, then ``overrides`` (CLI flags; None means not given)."""
-    import yaml
+    from offswitch.yamlio import read_yaml_mapping
 
-    values: dict = {}
-    if path is not None:
-        path = Path(path)
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"config file {path} not found", "check the path") from None
-        except (yaml.YAMLError, UnicodeDecodeError):
-            raise ConfigError(f"config file {path} is not valid YAML", "fix the file") from None
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"config file {path} must hold a mapping of settings", "write `key: value` lines")
-        values.update(loaded)
+    values: dict = read_yaml_mapping(path) if path is not None else {}
     values.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return EvalConfig.model_validate(values)
