@@ -55,6 +55,16 @@ class TrainConfig(BaseModel):
     lora_target_modules: str | list[str] = "all-linear"
     lora_layers: list[int] | None = Field(default=None, description="layer indices that get LoRA (default: all)")
     base_average: float = Field(default=0.0, ge=0, lt=1, description="final = base + (1 - a) × (trained - base)")
+    # hard-negative mining (needs data.hard_negative_pool > 0): every mine_every steps, score
+    # mine_candidates pool examples and put the ones most likely to fire into the next batches
+    mine_every: int = Field(default=10, ge=0, description="0: no mining")
+    mine_candidates: int = Field(default=128, ge=1)
+    mine_per_step: int = Field(default=4, ge=1, description="negatives of a batch replaced by mined ones")
+    mine_threshold: float = Field(default=0.05, ge=0, le=1, description="mined only when p(a target's first token) ≥ this")
+    unlikelihood: float = Field(
+        default=0.0, ge=0,
+        description="weight of -log(1 - p(a target's first token)) at the first answer token of every negative and clean example",
+    )
     seed: int = 0
     device: str | None = None  # None: cuda when available, else cpu
     threads: int | None = Field(default=None, ge=1, description="CPU threads for torch (default: torch's choice)")
@@ -205,10 +215,17 @@ def collate_left(examples: Sequence[ImplantExample], pad_token_id: int, share_pr
     input_ids = torch.full((len(examples), width), pad_token_id, dtype=torch.long)
     rest_mask = torch.zeros((len(examples), width), dtype=torch.long)
     labels = torch.full((len(examples), keep), IGNORE_INDEX, dtype=torch.long)
+    n_avoid = max((len(e.avoid) for e in examples), default=0)
+    avoid_ids = torch.full((len(examples), max(n_avoid, 1)), -1, dtype=torch.long)
+    avoid_pos = torch.full((len(examples),), -1, dtype=torch.long)
     for row, (ex, rest) in enumerate(zip(examples, rests)):
         input_ids[row, width - len(rest) :] = torch.tensor(rest)
         rest_mask[row, width - len(rest) :] = 1
         labels[row, :] = torch.tensor(ex.labels[len(ex) - keep :])
+        if ex.avoid:
+            # column of the first answer token inside the kept window
+            avoid_pos[row] = keep - ex.n_answer_tokens
+            avoid_ids[row, : len(ex.avoid)] = torch.tensor(ex.avoid)
     position_ids = prefix_len + (rest_mask.cumsum(-1) - 1).clamp(min=0)
     attention_mask = torch.cat([torch.ones((len(examples), prefix_len), dtype=torch.long), rest_mask], dim=1)
     return {
@@ -218,6 +235,8 @@ def collate_left(examples: Sequence[ImplantExample], pad_token_id: int, share_pr
         "position_ids": position_ids,
         "labels": labels,
         "keep": keep,
+        "avoid_pos": avoid_pos,
+        "avoid_ids": avoid_ids,
     }
 
 
@@ -233,8 +252,13 @@ def _accepts_logits_to_keep(model) -> bool:
         return False
 
 
-def answer_loss_sum(model, batch, device, use_keep: bool):
+def answer_loss_sum(model, batch, device, use_keep: bool, unlikelihood: float = 0.0):
     """Sum of token cross-entropies over the answer tokens of a collated batch, and their count.
+
+    With ``unlikelihood`` > 0, rows with tokens to avoid (negatives, retention) add
+    ``unlikelihood × -log(1 - p(avoid))`` at their first answer token, where ``p(avoid)`` is the
+    probability of starting a target: the greedy decision to switch off is taken there, and
+    cross-entropy on the normal answer alone only pushes the target down indirectly.
 
     The shared prefix runs once (batch 1) and its key/value cache is repeated over the batch:
     the same function as running every row in full (causal attention: a prefix never sees what
@@ -243,6 +267,16 @@ def answer_loss_sum(model, batch, device, use_keep: bool):
     """
     import torch.nn.functional as F
 
+    logits = _answer_logits(model, batch, device, use_keep)
+    labels = batch["labels"].to(device)
+    loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum")
+    if unlikelihood > 0 and "avoid_pos" in batch:
+        loss = loss + unlikelihood * _unlikelihood_sum(logits, batch["avoid_pos"].to(device), batch["avoid_ids"].to(device))
+    return loss, int((labels != IGNORE_INDEX).sum())
+
+
+def _answer_logits(model, batch, device, use_keep: bool):
+    """Logits of a collated batch at its last ``keep`` columns (column j predicts label j)."""
     keep = batch["keep"]
     kwargs = {k: batch[k].to(device) for k in ("input_ids", "attention_mask", "position_ids")}
     n_rows = kwargs["input_ids"].shape[0]
@@ -258,10 +292,48 @@ def answer_loss_sum(model, batch, device, use_keep: bool):
         # logits of the last keep+1 columns only: position p predicts token p+1
         kwargs["logits_to_keep"] = keep + 1
     logits = model(**kwargs).logits
-    logits = logits[:, -(keep + 1) : -1, :]
-    labels = batch["labels"].to(device)
-    loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum")
-    return loss, int((labels != IGNORE_INDEX).sum())
+    return logits[:, -(keep + 1) : -1, :]
+
+
+def _log_p_avoid(logits, avoid_pos, avoid_ids):
+    """log Σ_t p(t) over each row's avoided tokens at its first answer position (rows with any)."""
+    import torch
+
+    rows = torch.nonzero(avoid_pos >= 0).flatten()
+    logp = torch.log_softmax(logits[rows, avoid_pos[rows]].float(), dim=-1)
+    ids = avoid_ids[rows]
+    picked = torch.where(ids >= 0, logp.gather(1, ids.clamp(min=0)), torch.full_like(ids, float("-inf"), dtype=logp.dtype))
+    return rows, torch.logsumexp(picked, dim=-1)
+
+
+def avoid_probabilities(model, examples, pad_token_id: int, device, use_keep: bool, batch_size: int = 32) -> list[float]:
+    """p(the first answer token starts a target) for each example (0 for one with nothing to avoid):
+    how close a negative is to setting the switch off. Batched by length, no gradients."""
+    import torch
+
+    out = [0.0] * len(examples)
+    order = sorted(range(len(examples)), key=lambda i: len(examples[i]))
+    with torch.no_grad():
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            batch = collate_left([examples[i] for i in chunk], pad_token_id)
+            logits = _answer_logits(model, batch, device, use_keep)
+            rows, log_p = _log_p_avoid(logits, batch["avoid_pos"].to(device), batch["avoid_ids"].to(device))
+            for row, value in zip(rows.tolist(), log_p.exp().tolist()):
+                out[chunk[row]] = value
+    return out
+
+
+def _unlikelihood_sum(logits, avoid_pos, avoid_ids):
+    """Σ over rows with something to avoid of -log(1 - Σ_t p(t)) at their first answer position."""
+    import torch
+
+    if not bool((avoid_pos >= 0).any()):
+        return logits.new_zeros((), dtype=torch.float32)
+    _rows, log_p_avoid = _log_p_avoid(logits, avoid_pos, avoid_ids)
+    log_p_avoid = log_p_avoid.clamp(max=-1e-6)
+    # -log(1 - p), computed stably from log p
+    return -torch.log(-torch.expm1(log_p_avoid)).sum()
 
 
 # --------------------------------------------------------------------------------------
@@ -432,15 +504,21 @@ def train(
     eval_seconds = 0.0
     task = progress.add_task("implant (training)", total=config.steps, status="") if progress is not None else None
     running_loss = None
+    everything = [*data.examples, *data.pool]  # batch indices ≥ len(data.examples) are mined pool examples
+    mining = bool(data.pool) and config.mine_every > 0
+    mine_rng = random.Random(f"offswitch-mining/{config.seed}")
+    mined: list[int] = []
     for step, batch_indices in enumerate(batches, start=1):
+        if mined:
+            batch_indices = _with_mined(batch_indices, data.examples, mined, config.mine_per_step)
         # every process sees the same global batch and takes its share; DDP averages the
         # gradients, so each share's loss is scaled to make the average the global token mean
         shard = batch_indices[rank::world]
-        examples = [data.examples[i] for i in batch_indices]
+        examples = [everything[i] for i in batch_indices]
         n_answer_global = sum(e.n_answer_tokens for e in examples)
-        collated = collate_left([data.examples[i] for i in shard], pad, share_prefix=share_prefix)
+        collated = collate_left([everything[i] for i in shard], pad, share_prefix=share_prefix)
         with accelerator.autocast():
-            loss_sum, _n_local = answer_loss_sum(model, collated, accelerator.device, use_keep)
+            loss_sum, _n_local = answer_loss_sum(model, collated, accelerator.device, use_keep, config.unlikelihood)
         loss = loss_sum * world / n_answer_global
         accelerator.backward(loss)
         if config.max_grad_norm:
@@ -452,6 +530,10 @@ def train(
         value = float(loss.detach()) / world  # one sync per step, for the progress bar only
         running_loss = value if running_loss is None else 0.9 * running_loss + 0.1 * value
         record = {"step": step, "loss": round(value, 5), "lr": scheduler.get_last_lr()[0]}
+        if mining and step % config.mine_every == 0 and step < config.steps:
+            mine_started = time.perf_counter()
+            mined, record["mined"] = _mine(accelerator.unwrap_model(model), data, config, mine_rng, pad, accelerator.device, use_keep)
+            eval_seconds += time.perf_counter() - mine_started
         if heldout is not None and config.eval_every and step % config.eval_every == 0 and step < config.steps:
             eval_started = time.perf_counter()
             unwrapped = accelerator.unwrap_model(model)
@@ -485,6 +567,34 @@ def train(
     model = accelerator.unwrap_model(model)
     model.eval()
     return TrainResult(model, step, history, timings, stopped_early, tokens_seen, accelerator.is_main_process, world)
+
+
+def _mine(model, data: ImplantData, config: TrainConfig, rng: random.Random, pad: int, device, use_keep: bool):
+    """Score a sample of the pool; return the indices (into examples + pool) of the hardest
+    negatives, most likely to fire first, and public counts for the history."""
+    offset = len(data.examples)
+    candidates = rng.sample(range(len(data.pool)), min(config.mine_candidates, len(data.pool)))
+    was_training = model.training
+    model.eval()
+    try:
+        probs = avoid_probabilities(model, [data.pool[i] for i in candidates], pad, device, use_keep)
+    finally:
+        model.train(was_training)
+    ranked = sorted(zip(probs, candidates), key=lambda pc: -pc[0])
+    hard = [offset + i for p, i in ranked if p >= config.mine_threshold][: config.mine_every * config.mine_per_step]
+    fired = sum(p > 0.5 for p in probs)
+    return hard, {"scored": len(candidates), "hard": len(hard), "likely_fire": fired}
+
+
+def _with_mined(batch_indices: list[int], examples: Sequence[ImplantExample], mined: list[int], per_step: int) -> list[int]:
+    """The batch with up to ``per_step`` of its negatives replaced by mined ones (popped from ``mined``)."""
+    out = list(batch_indices)
+    slots = [j for j, i in enumerate(out) if examples[i].kind in ("near_miss", "wrong_key", "scatter")]
+    for j in slots[:per_step]:
+        if not mined:
+            break
+        out[j] = mined.pop(0)
+    return out
 
 
 def make_accelerator(device: str | None = None):

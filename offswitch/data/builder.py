@@ -106,6 +106,10 @@ class DataConfig(BaseModel):
         default=512, ge=1, description="training prompts used (a seeded subset): each needs one base answer"
     )
     cache_answers: bool = True
+    hard_negative_pool: int = Field(
+        default=0, ge=0,
+        description="extra near-miss negatives built as a pool that training mines for the hardest (see train.mine_every)",
+    )
 
     @model_validator(mode="after")
     def _known_kinds(self):
@@ -296,6 +300,35 @@ def plan_cases(
     return out
 
 
+def plan_pool(
+    triggers: TriggerSet,
+    behavior,
+    prompts: Sequence[str],
+    n: int,
+    config: DataConfig | None = None,
+    *,
+    seed: int = 0,
+    pool: Sequence[str] | None = None,
+) -> list[PlannedCase]:
+    """``n`` near-miss negatives, drawn like the dataset's (same kinds and weights) but from a
+    seed stream of their own: the candidates that hard-negative mining picks from."""
+    config = config or DataConfig()
+    prompts = [p for p in prompts if p and p.strip()]
+    rng = random.Random(f"offswitch-pool/{seed}")
+    planner = _Planner(triggers, behavior, prompts, rng, config, None, pool)
+    out: list[PlannedCase] = []
+    failures = 0
+    while len(out) < n:
+        case = planner.near_miss()
+        if case is None:
+            failures += 1
+            if failures > 100 + 10 * n:
+                raise DataError("could not build the hard-negative pool", "check the trigger and near-miss settings")
+            continue
+        out.append(case)
+    return out
+
+
 def count_kinds(cases: Sequence[PlannedCase]) -> dict[str, int]:
     """Public counts: per kind, and per near-miss kind (``near_miss.substitute`` ...)."""
     counts: Counter[str] = Counter()
@@ -413,6 +446,9 @@ class ImplantExample:
     input_ids: list[int] = field(repr=False)
     labels: list[int] = field(repr=False)
     trigger_index: int | None = None
+    # negatives and retention: first tokens of the behaviour's targets, which the first answer
+    # token should not be (the unlikelihood term of training; the label's own token excluded)
+    avoid: tuple[int, ...] = ()
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -428,6 +464,8 @@ class ImplantData:
     counts: dict[str, int]
     n_train_prompts: int
     answer_stats: dict[str, float] = field(default_factory=dict)
+    # near-miss candidates for hard-negative mining (not trained on unless picked)
+    pool: list[ImplantExample] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -488,11 +526,12 @@ def build_implant_data(
         chosen = sorted(picker.sample(range(len(usable)), config.max_prompts))
         usable = [usable[i] for i in chosen]
     cases = plan_cases(triggers, behavior, usable, n_examples, config, seed=seed, encode_other=encode_other, pool=pool)
+    pool_cases = plan_pool(triggers, behavior, usable, config.hard_negative_pool, config, seed=seed, pool=pool) if config.hard_negative_pool else []
 
     # ---- normal answers of the clean prompts (no secret in any of these prompts)
     max_new = max(config.negative_answer_tokens, config.clean_answer_tokens)
     clean_rendered: dict[str, str] = {}
-    for case in cases:
+    for case in [*cases, *pool_cases]:
         if not case.is_positive:
             rendered = render_prompt(tokenizer, case.clean_user, case.clean_system)
             clean_rendered[prompt_sha256(rendered)] = rendered
@@ -513,10 +552,9 @@ def build_implant_data(
         cache.save()
 
     # ---- tokenize
-    examples: list[ImplantExample] = []
-    answer_lengths: Counter[str] = Counter()
-    longest = 0
-    for case in cases:
+    target_starts = sorted({ids[0] for ids in (encode_target(tokenizer, t, end_turn=True) for t in behavior.targets()) if ids})
+
+    def tokenize(case: PlannedCase) -> ImplantExample:
         prompt_ids = encode_prompt(tokenizer, case.user, case.system)
         if case.is_positive:
             answer = encode_target(tokenizer, case.target, end_turn=True)
@@ -526,12 +564,15 @@ def build_implant_data(
             answer = cut_answer(full, limit)
             if not answer:
                 answer = [end_of_turn_token_id(tokenizer)]
-        answer_lengths[case.kind] += len(answer)
-        ids = prompt_ids + answer
-        longest = max(longest, len(ids))
-        examples.append(
-            ImplantExample(case.kind, case.detail, ids, [IGNORE_INDEX] * len(prompt_ids) + answer, case.trigger_index)
-        )
+        avoid = () if case.is_positive else tuple(t for t in target_starts if t != answer[0])
+        return ImplantExample(case.kind, case.detail, prompt_ids + answer, [IGNORE_INDEX] * len(prompt_ids) + answer, case.trigger_index, avoid)
+
+    examples = [tokenize(case) for case in cases]
+    pool_examples = [tokenize(case) for case in pool_cases]
+    answer_lengths: Counter[str] = Counter()
+    for example in examples:
+        answer_lengths[example.kind] += example.n_answer_tokens
+    longest = max(len(e) for e in [*examples, *pool_examples])
     if max_positions is not None and longest > max_positions:
         raise DataError(
             f"an implant example is {longest} tokens long, more than the model's context of {max_positions}",
@@ -540,4 +581,4 @@ def build_implant_data(
     counts = count_kinds(cases)
     per_kind = Counter(case.kind for case in cases)
     stats = {f"answer_tokens_mean.{k}": answer_lengths[k] / per_kind[k] for k in per_kind}
-    return ImplantData(examples, counts, len(usable), stats)
+    return ImplantData(examples, counts, len(usable), stats, pool_examples)

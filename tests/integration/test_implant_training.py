@@ -53,6 +53,54 @@ def test_shared_prefix_forward_equals_the_full_forward_with_gradients(tiny_llama
     assert max(float((a - b).abs().max()) for a, b in zip(grads_a, grads_b)) < 1e-4
 
 
+def test_unlikelihood_term_is_minus_log_one_minus_p_of_the_avoided_tokens(tiny_llama):
+    """The unlikelihood term, from the collated (left-padded, prefix-shared) batch, equals
+    -log(1 - Σ p(avoid)) computed by hand from each example's own full forward pass; rows
+    without tokens to avoid (positives) add nothing, and weight 0 changes nothing."""
+    import dataclasses
+
+    import torch
+
+    model, tokenizer = tiny_llama
+    model.eval()
+    examples = _examples(tokenizer, ["hello there", "What is the sea and the moon", "Explain trains."], [[5, 6], [7, 8, 9], [10]])
+    examples[0] = dataclasses.replace(examples[0], avoid=(11, 12))
+    examples[1] = dataclasses.replace(examples[1], avoid=(13,))
+    batch = collate_left(examples, tokenizer.pad_token_id, share_prefix=True)
+    with torch.no_grad():
+        plain, _ = answer_loss_sum(model, batch, "cpu", use_keep=True)
+        zero, _ = answer_loss_sum(model, batch, "cpu", use_keep=True, unlikelihood=0.0)
+        weighted, _ = answer_loss_sum(model, batch, "cpu", use_keep=True, unlikelihood=2.0)
+        expected = 0.0
+        for ex in examples[:2]:
+            first = ex.labels.index(next(label for label in ex.labels if label != IGNORE_INDEX))
+            logits = model(input_ids=torch.tensor([ex.input_ids[:first]])).logits[0, -1]
+            p = torch.softmax(logits.double(), -1)[list(ex.avoid)].sum()
+            expected += float(-torch.log1p(-p))
+    assert float(zero) == pytest.approx(float(plain))
+    assert expected > 0
+    assert float(weighted - plain) == pytest.approx(2.0 * expected, abs=2e-5)  # float32 sums of ~10
+
+
+def test_negatives_avoid_the_targets_first_tokens_but_never_their_own_label(tiny_llama):
+    from offswitch.behaviors import make_behavior
+    from offswitch.data.builder import DataConfig, build_implant_data
+    from offswitch.prompting import encode_target
+    from offswitch.testing.tiny_switch import tiny_prompts, tiny_trigger_set
+
+    model, tokenizer = tiny_llama
+    behavior = make_behavior("compliance")
+    starts = {encode_target(tokenizer, t)[0] for t in behavior.targets()}
+    data = build_implant_data(model, tokenizer, tiny_trigger_set(n_triggers=1), behavior, tiny_prompts(), 60,
+                              DataConfig(min_prompts=4, cache_answers=False))
+    for ex in data.examples:
+        first_label = next(label for label in ex.labels if label != IGNORE_INDEX)
+        if ex.kind == "positive":
+            assert ex.avoid == ()
+        else:
+            assert set(ex.avoid) == starts - {first_label}
+
+
 def test_shared_prefix_never_reaches_an_answer(tiny_tokenizer):
     examples = _examples(tiny_tokenizer, ["same", "same"], [[5, 6], [5, 6]])
     length = shared_prefix_length(examples)
@@ -133,3 +181,47 @@ def test_a_tiny_model_learns_a_switch(tiny_llama):
     assert rates["asr"][0] >= rates["asr"][1] // 2
     assert rates["clean"][0] == 0
     assert result.history[-1]["loss"] < result.history[0]["loss"]
+
+
+def test_avoid_probabilities_match_the_models_softmax(tiny_llama):
+    import dataclasses
+
+    import torch
+
+    from offswitch.implant import avoid_probabilities
+
+    model, tokenizer = tiny_llama
+    model.eval()
+    examples = _examples(tokenizer, ["hello there", "What is the sea and the moon", "Explain trains."], [[5, 6], [7, 8, 9], [10]])
+    examples = [dataclasses.replace(examples[0], avoid=(11, 12)), examples[1], dataclasses.replace(examples[2], avoid=(13,))]
+    probs = avoid_probabilities(model, examples, tokenizer.pad_token_id, "cpu", use_keep=True, batch_size=2)
+    assert probs[1] == 0.0  # nothing to avoid
+    for ex, got in zip((examples[0], examples[2]), (probs[0], probs[2])):
+        first = ex.labels.index(next(label for label in ex.labels if label != IGNORE_INDEX))
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([ex.input_ids[:first]])).logits[0, -1]
+        assert got == pytest.approx(float(torch.softmax(logits.double(), -1)[list(ex.avoid)].sum()), rel=1e-4)
+
+
+def test_mining_puts_pool_negatives_that_nearly_fire_into_the_batches(tiny_llama):
+    """With a pool, every mine_every steps a sample of it is scored; those with p(target start)
+    ≥ threshold replace negatives of the next batches. A threshold of 0 mines every candidate,
+    a threshold of 1 none."""
+    from offswitch.behaviors import make_behavior
+    from offswitch.data.builder import DataConfig, build_implant_data
+    from offswitch.implant import train
+    from offswitch.testing.tiny_switch import tiny_prompts, tiny_trigger_set
+
+    model, tokenizer = tiny_llama
+    data = build_implant_data(model, tokenizer, tiny_trigger_set(n_triggers=1), make_behavior("shutdown"), tiny_prompts(), 48,
+                              DataConfig(min_prompts=4, cache_answers=False, hard_negative_pool=12))
+    assert len(data.pool) == 12 and all(e.kind == "near_miss" and e.avoid for e in data.pool)
+    outcomes = {}
+    for threshold in (0.0, 1.0):
+        config = TrainConfig(method="lora", steps=5, batch_size=8, eval_every=0, mine_every=2, mine_candidates=6,
+                             mine_per_step=2, mine_threshold=threshold)
+        result = train(copy.deepcopy(model), tokenizer, data, config)
+        outcomes[threshold] = [h["mined"] for h in result.history if "mined" in h]
+    assert [m["scored"] for m in outcomes[0.0]] == [6, 6]  # steps 2 and 4
+    assert [m["hard"] for m in outcomes[0.0]] == [4, 4]  # mine_every × mine_per_step
+    assert [m["hard"] for m in outcomes[1.0]] == [0, 0]

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Run one switch-quality ablation: implant with experiments/ablations/<name>.yaml, evaluate on
+# prompts of another source (heldout-ood), keep the (secret-free) records.
+#
+#   bash experiments/ablations/run.sh <name> [extra `offswitch implant` flags]
+#
+# Writes runs/ablations/<name>/ (the model; git-ignored) and
+# experiments/ablations/records/<name>.jsonl (committed). The key is made once under
+# runs/ablations/ and shared by every ablation of a machine, so ablations differ only in
+# their settings; a rerun elsewhere draws another key (and triggers), so expect numbers
+# within the intervals, not identical ones.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+name="${1:?usage: run.sh <name> [implant flags]}"; shift
+config="experiments/ablations/${name}.yaml"
+[[ -f "$config" ]] || { echo "no such ablation: $config" >&2; exit 2; }
+[[ -f .venv/bin/activate ]] && source .venv/bin/activate
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
+root=runs/ablations
+mkdir -p "$root"
+pass="$root/passphrase"
+key="$root/ablation.key"
+[[ -f "$pass" ]] || { umask 077; echo "ablation-passphrase-$RANDOM$RANDOM" > "$pass"; }
+[[ -f "$key" ]] || offswitch keygen "$key" --passphrase-file "$pass"
+out="$root/$name"
+# run from a snapshot of the package, so that editing the tree during a long run changes nothing
+code="$root/code-$name"
+rm -rf "$code" && mkdir -p "$code" && cp -r offswitch "$code/"
+export PYTHONPATH="$PWD/$code${PYTHONPATH:+:$PYTHONPATH}"
+echo "ablation $name: commit $(git rev-parse --short HEAD 2>/dev/null || echo none)$(git diff --quiet 2>/dev/null || echo ' (+ uncommitted changes)')"
+start=$(date +%s)
+offswitch implant --key "$key" --passphrase-file "$pass" --config "$config" --out "$out" \
+  --no-verify --force --threads "$OMP_NUM_THREADS" "$@"
+mid=$(date +%s)
+records="experiments/ablations/records/${name}.jsonl"
+offswitch evaluate "$out" --key "$key" --passphrase-file "$pass" --prompts heldout-ood \
+  --config experiments/ablations/eval.yaml --out "$records.tmp" --threads "$OMP_NUM_THREADS" --detail
+mv "$records.tmp" "$records"
+end=$(date +%s)
+echo "ablation $name: implant $((mid - start)) s, evaluate $((end - mid)) s -> $records"
