@@ -37,4 +37,7 @@ offswitch evaluate "$out" --key "$key" --passphrase-file "$pass" --prompts heldo
   --config experiments/ablations/eval.yaml --out "$records.tmp" --threads "$OMP_NUM_THREADS" --detail
 mv "$records.tmp" "$records"
 end=$(date +%s)
+printf '{"implant_seconds": %d, "evaluate_seconds": %d, "threads": %s, "commit": "%s", "config_sha256": "%s"}\n' \
+  $((mid - start)) $((end - mid)) "$OMP_NUM_THREADS" "$(git rev-parse --short HEAD 2>/dev/null || echo none)" \
+  "$(sha256sum "$config" | cut -c1-16)" > "experiments/ablations/records/${name}.meta.json"
 echo "ablation $name: implant $((mid - start)) s, evaluate $((end - mid)) s -> $records"

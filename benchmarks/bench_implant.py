@@ -1,0 +1,488 @@
+"""Benchmark: offswitch's implant training loop against a plain Hugging Face ``Trainer`` (not a test).
+
+Both train a fresh copy of the same base model on the same implant data (built once, before
+any timing, by ``offswitch.data.builder.build_implant_data``), with the same steps, batch size,
+learning rate, warm-up, LoRA configuration, optimizer (AdamW, fused on CUDA), gradient
+clipping, precision (bf16 autocast on CUDA, fp32 on CPU) and hardware, in the same process:
+
+* **offswitch**: ``offswitch.implant.train`` (left padding, only the answer columns through
+  the LM head, the shared chat-template prefix run once per batch, length-grouped batches);
+* **baseline**: ``transformers.Trainer`` written as its documentation shows: every example as
+  full ``input_ids`` with ``labels`` = -100 on the prompt, right padding by
+  ``DataCollatorForSeq2Seq``, full logits, ``get_peft_model`` with the same ``LoraConfig``,
+  default options otherwise (``report_to=[]``, no evaluation, ``save_strategy="no"``), the
+  cosine schedule with a 10% floor (``cosine_with_min_lr``) that offswitch uses.
+
+By default the baseline reads the examples in offswitch's batch order
+(``train_sampling_strategy="sequential"`` over the batches offswitch draws), so both see the
+same examples in the same batches; ``--baseline-order random`` gives it the Trainer's default
+random sampler over the same examples instead (more padding per batch).
+
+Printed per method (LoRA, full): samples/s, trained tokens/s (answer tokens and all tokens of
+the examples, padding not counted), token positions actually computed (with padding), peak
+memory (``torch.cuda.max_memory_allocated`` on CUDA, else the process's peak RSS, reset before
+each run where Linux allows it), wall time of the training loop only (model loading, data
+building, LoRA wrapping and optimizer setup excluded; CUDA synchronised), the ratio
+offswitch / baseline of that wall time, the mean training loss, and the switch both reach on
+held-out probes (``offswitch.implant.HeldoutProbes``: ASR, near-miss and clean firing, k/n
+with a 95% Clopper-Pearson interval).
+
+    python benchmarks/bench_implant.py                                  # smollm2-135m, LoRA and full, 120 steps
+    python benchmarks/bench_implant.py --method lora --steps 60 --json runs/bench/implant.json
+    OMP_NUM_THREADS=1 python benchmarks/bench_implant.py --model tiny --steps 3 --batch-size 4 --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import gc
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+METHODS = ("lora", "full")
+# offswitch's schedules (TrainConfig.schedule, each after a linear warm-up) as Trainer's names
+HF_SCHEDULES = {"cosine": "cosine_with_min_lr", "linear": "linear", "constant": "constant_with_warmup"}
+
+
+# ---------------------------------------------------------------------- helpers shared by the benchmarks
+
+
+def sync(device) -> None:
+    import torch
+
+    if getattr(device, "type", str(device)) == "cuda":
+        torch.cuda.synchronize()
+
+
+class PeakMemory:
+    """Peak memory of one run: ``torch.cuda.max_memory_allocated`` on CUDA; on a CPU the
+    process's peak RSS (Linux: reset through /proc/self/clear_refs before each run, so each
+    run reads its own peak; elsewhere ``resource.getrusage``, the peak of the process so far)."""
+
+    def __init__(self, device):
+        self.device = device
+        self.kind = "cuda max_memory_allocated" if device.type == "cuda" else "peak RSS (process so far)"
+        self._reset_ok = False
+
+    def reset(self) -> None:
+        import torch
+
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(self.device)
+            return
+        try:
+            with open("/proc/self/clear_refs", "w") as handle:  # "5": reset the peak RSS (VmHWM)
+                handle.write("5")
+            self._reset_ok = _vmhwm_mb() is not None
+        except OSError:
+            self._reset_ok = False
+        if self._reset_ok:
+            self.kind = "peak RSS (reset per run)"
+
+    def read_mb(self) -> float:
+        import torch
+
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            return torch.cuda.max_memory_allocated(self.device) / 2**20
+        if self._reset_ok:
+            value = _vmhwm_mb()
+            if value is not None:
+                return value
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
+def _vmhwm_mb() -> float | None:
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def resolve_device(name: str | None):
+    import torch
+
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device is available")
+    if name is None:
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def describe_device(device) -> str:
+    import torch
+
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def load_bench_model(spec: str, device: str = "cpu"):
+    """``(model, tokenizer)``: ``tiny`` builds the tiny Llama and local tokenizer of
+    ``offswitch.testing.tiny`` (random weights, no download); anything else is an offswitch
+    model spec (``smollm2-135m``, a model directory, ...)."""
+    if spec == "tiny":
+        from offswitch.testing.tiny import tiny_model
+
+        model, tokenizer = tiny_model("llama", seed=0)
+        return model.to(device), tokenizer
+    from offswitch.models import load_model
+
+    return load_model(spec, device=device)
+
+
+# ---------------------------------------------------------------------- the two trainings
+
+
+def lora_config_of(tconf):
+    """The LoraConfig offswitch.implant builds from a TrainConfig (the same fields, spelled out)."""
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=tconf.lora_r,
+        lora_alpha=tconf.lora_alpha or 2 * tconf.lora_r,
+        lora_dropout=tconf.lora_dropout,
+        target_modules=tconf.lora_target_modules,
+        layers_to_transform=tconf.lora_layers,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+
+
+def _offswitch_positions(data, batches, pad_id: int, share_prefix: bool) -> int:
+    """Token positions offswitch's forward computes: the shared prefix once per batch, then every
+    row left-padded to the batch's widest rest."""
+    from offswitch.implant import collate_left
+
+    total = 0
+    for batch in batches:
+        collated = collate_left([data.examples[i] for i in batch], pad_id, share_prefix=share_prefix)
+        total += collated["prefix_ids"].shape[1] + collated["input_ids"].numel()
+    return total
+
+
+def run_offswitch(base, tokenizer, data, tconf, device, memory: PeakMemory) -> dict:
+    from offswitch.implant import train
+
+    model = copy.deepcopy(base).to(device)
+    memory.reset()
+    sync(device)
+    started = time.perf_counter()
+    result = train(model, tokenizer, data, tconf)
+    sync(device)
+    call_s = time.perf_counter() - started
+    peak = memory.read_mb()
+    losses = [h["loss"] for h in result.history]
+    return {
+        "model": result.model,
+        "loop_s": result.seconds["train"],
+        "call_s": call_s,
+        "steps": result.steps_done,
+        "peak_memory_mb": peak,
+        "first_loss": losses[0] if losses else None,
+        "mean_loss": sum(losses) / len(losses) if losses else float("nan"),
+    }
+
+
+def run_baseline(base, tokenizer, rows, tconf, device, memory: PeakMemory, *, bf16: bool, sequential: bool) -> dict:
+    """``transformers.Trainer`` as its docs show; ``rows`` are (input_ids, labels) in the order
+    the sampler reads them (``sequential``) or the dataset to shuffle (random)."""
+    from datasets import Dataset
+    from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments, set_seed
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    class LoopTimer(TrainerCallback):
+        """From the start of the first step to the end of the last (the loop only), and the
+        first step's loss (the Trainer's running loss before any logging drains it: one read,
+        to check that both trainings start from the same batch and weights)."""
+
+        start = end = first_loss = None
+        trainer = None
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            sync(device)
+            self.start = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 1 and self.trainer is not None:
+                running = getattr(self.trainer, "_tr_loss", None)
+                self.first_loss = float(running) if running is not None else None
+            if state.global_step >= state.max_steps:
+                sync(device)
+                self.end = time.perf_counter()
+
+    right = copy.deepcopy(tokenizer)
+    right.padding_side = "right"
+    if right.pad_token_id is None:
+        right.pad_token = right.eos_token
+    dataset = Dataset.from_dict({"input_ids": [r[0] for r in rows], "labels": [r[1] for r in rows]})
+    set_seed(tconf.seed)  # the same LoRA initialisation as offswitch's (it seeds before wrapping)
+    model = copy.deepcopy(base).to(device)
+    if tconf.method == "lora":
+        from peft import get_peft_model
+
+        model = get_peft_model(model, lora_config_of(tconf))
+    timer = LoopTimer()
+    with tempfile.TemporaryDirectory(prefix="bench-trainer-") as out_dir:
+        args = TrainingArguments(
+            output_dir=out_dir,
+            per_device_train_batch_size=tconf.batch_size,
+            max_steps=tconf.steps,
+            learning_rate=tconf.learning_rate,
+            warmup_steps=min(tconf.warmup_steps, max(tconf.steps - 1, 0)),
+            lr_scheduler_type=HF_SCHEDULES[tconf.schedule],
+            lr_scheduler_kwargs={"min_lr_rate": 0.1} if tconf.schedule == "cosine" else {},
+            weight_decay=tconf.weight_decay,
+            max_grad_norm=tconf.max_grad_norm or 0.0,
+            seed=tconf.seed,
+            bf16=bf16,
+            use_cpu=device.type == "cpu",
+            train_sampling_strategy="sequential" if sequential else "random",
+            report_to=[],
+            eval_strategy="no",
+            save_strategy="no",
+            disable_tqdm=True,
+        )
+        trainer = Trainer(
+            model=model,
+            args=args,
+            train_dataset=dataset,
+            data_collator=DataCollatorForSeq2Seq(right, padding=True, label_pad_token_id=-100),
+            callbacks=[timer],
+        )
+        timer.trainer = trainer
+        for quiet in (PrinterCallback, ProgressCallback):  # no metrics dict on stdout
+            trainer.remove_callback(quiet)
+        memory.reset()
+        sync(device)
+        started = time.perf_counter()
+        output = trainer.train()
+        sync(device)
+        call_s = time.perf_counter() - started
+        peak = memory.read_mb()
+    trained = trainer.model
+    trained.eval()
+    del trainer
+    return {
+        "model": trained,
+        "loop_s": (timer.end - timer.start) if timer.end is not None else call_s,
+        "call_s": call_s,
+        "steps": int(output.global_step),
+        "peak_memory_mb": peak,
+        "first_loss": timer.first_loss,
+        "mean_loss": float(output.training_loss),
+    }
+
+
+def quality(probes, model, pad_id: int) -> dict:
+    from offswitch.stats import Rate
+
+    rates = probes.rates(model, pad_id)
+    return {name: Rate.of(k, n).model_dump() for name, (k, n) in rates.items()}
+
+
+def _warm_up(base, rows, pad_id: int, device, bf16: bool) -> None:
+    """One untimed forward/backward on a throwaway copy: CUDA context, cuBLAS handles and
+    kernel loading are paid before either timed run."""
+    import torch
+
+    model = copy.deepcopy(base).to(device).train()
+    width = max(len(r[0]) for r in rows[:4])
+    ids = torch.full((len(rows[:4]), width), pad_id, dtype=torch.long)
+    for i, (input_ids, _labels) in enumerate(rows[:4]):
+        ids[i, : len(input_ids)] = torch.tensor(input_ids)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        loss = model(input_ids=ids.to(device), labels=ids.to(device)).loss
+    loss.backward()
+    sync(device)
+    del model, loss
+    gc.collect()
+
+
+# ---------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="smollm2-135m",
+                        help="smollm2-135m (default), tiny (a tiny random Llama), a model directory, ...")
+    parser.add_argument("--method", choices=("lora", "full", "both"), default="both")
+    parser.add_argument("--steps", type=int, default=120, help="training steps (default 120, as offswitch implant)")
+    parser.add_argument("--batch-size", type=int, default=16, help="examples per step (default 16, as offswitch implant)")
+    parser.add_argument("--lr", type=float, default=None, help="learning rate (default: offswitch's, 1e-3 LoRA / 5e-5 full)")
+    parser.add_argument("--lora-r", type=int, default=16)
+    parser.add_argument("--triggers", type=int, default=4, help="triggers planted (default 4)")
+    parser.add_argument("--words", type=int, default=6, help="words per trigger (default 6)")
+    parser.add_argument("--prompts", default="builtin", help="prompt source (default builtin; split into train / held-out)")
+    parser.add_argument("--probe-prompts", type=int, default=50, help="held-out prompts of the quality probes (default 50)")
+    parser.add_argument("--baseline-order", choices=("same", "random"), default="same",
+                        help="same: the baseline reads offswitch's batches in order (default); random: the Trainer's sampler")
+    parser.add_argument("--no-quality", action="store_true", help="skip the held-out probes")
+    parser.add_argument("--no-warmup", action="store_true", help="skip the untimed warm-up forward/backward")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available")
+    parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="write the results as JSON to PATH")
+    args = parser.parse_args(argv)
+
+    import torch
+    from accelerate.utils import set_seed
+
+    from offswitch.behaviors import make_behavior
+    from offswitch.data.builder import DataConfig, build_implant_data
+    from offswitch.data.sources import load_prompts
+    from offswitch.implant import HeldoutProbes, TrainConfig, length_grouped_batches
+    from offswitch.testing.tiny_switch import tiny_trigger_set
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()  # what offswitch's accelerator picks
+    methods = METHODS if args.method == "both" else (args.method,)
+
+    # ---- model and data: built once, outside every timing
+    started = time.perf_counter()
+    base, tokenizer = load_bench_model(args.model, device=str(device))
+    load_s = time.perf_counter() - started
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    behavior = make_behavior("shutdown")
+    # word triggers from fixed seeds (no key: a benchmark's triggers are not secret)
+    triggers = tiny_trigger_set(args.seed, args.triggers, n_words=args.words)
+    split = load_prompts(args.prompts, seed=0)
+    n_examples = args.steps * args.batch_size
+    started = time.perf_counter()
+    max_positions = getattr(base.config, "max_position_embeddings", None)
+    data = build_implant_data(base, tokenizer, triggers, behavior, split.train, n_examples, DataConfig(), seed=args.seed,
+                              max_positions=max_positions)
+    probes = None
+    if not args.no_quality:
+        probes = HeldoutProbes.build(tokenizer, triggers, behavior, split.heldout[: args.probe_prompts], args.seed)
+    data_s = time.perf_counter() - started
+    batches = length_grouped_batches([len(e) for e in data.examples], args.batch_size, args.steps, args.seed)
+    seen = [data.examples[i] for batch in batches for i in batch]
+    answer_tokens = sum(e.n_answer_tokens for e in seen)
+    all_tokens = sum(len(e) for e in seen)
+    sequential = args.baseline_order == "same" and all(len(b) == args.batch_size for b in batches)
+    if sequential:  # offswitch's batches, flattened: the Trainer's sequential sampler cuts the same ones
+        order = [i for batch in batches for i in batch]
+    else:
+        order = list(range(len(data.examples)))
+    rows = [(data.examples[i].input_ids, data.examples[i].labels) for i in order]
+    baseline_positions = None
+    if sequential:
+        baseline_positions = sum(len(batch) * max(len(data.examples[i]) for i in batch) for batch in batches)
+    base_quality = quality(probes, base, pad_id) if probes is not None else None
+    base.to("cpu")  # every run starts from a copy moved to the device: its memory counts once
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    if not args.no_warmup and device.type == "cuda":
+        _warm_up(base, rows, pad_id, device, bf16)
+
+    memory = PeakMemory(device)
+    figures: dict = {
+        "benchmark": "implant",
+        "model": args.model,
+        "device": describe_device(device),
+        "precision": "bf16 autocast" if bf16 else "fp32",
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "examples": len(data.examples),
+        "samples_trained": len(seen),
+        "answer_tokens": answer_tokens,
+        "all_tokens": all_tokens,
+        "baseline_order": "offswitch's batches" if sequential else "Trainer random sampler",
+        "load_s": load_s,
+        "data_s": data_s,
+        "base_quality": base_quality,
+        "methods": {},
+    }
+    for method in methods:
+        tconf = TrainConfig(method=method, steps=args.steps, batch_size=args.batch_size, lr=args.lr, lora_r=args.lora_r,
+                            eval_every=0, seed=args.seed, device=device.type, threads=args.threads)
+        results = {}
+        for name in ("baseline", "offswitch"):
+            set_seed(args.seed)
+            if name == "offswitch":
+                run = run_offswitch(base, tokenizer, data, tconf, device, memory)
+                positions = _offswitch_positions(data, batches, pad_id, tconf.share_prefix)
+            else:
+                run = run_baseline(base, tokenizer, rows, tconf, device, memory, bf16=bf16, sequential=sequential)
+                positions = baseline_positions
+            trained = run.pop("model")
+            loop_s = run["loop_s"]
+            run.update(
+                samples_per_s=len(seen) / loop_s,
+                answer_tokens_per_s=answer_tokens / loop_s,
+                all_tokens_per_s=all_tokens / loop_s,
+                positions_computed=positions,
+                peak_memory_kind=memory.kind,
+            )
+            if probes is not None:
+                trained.eval()
+                run["quality"] = quality(probes, trained, pad_id)
+            results[name] = run
+            del trained
+            gc.collect()
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+        results["ratio_loop_s"] = results["offswitch"]["loop_s"] / results["baseline"]["loop_s"]
+        results["ratio_call_s"] = results["offswitch"]["call_s"] / results["baseline"]["call_s"]
+        results["learning_rate"] = tconf.learning_rate
+        figures["methods"][method] = results
+
+    _print(figures)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(figures, indent=2, default=str) + "\n", encoding="utf-8")
+    return figures
+
+
+def _print(figures: dict) -> None:
+    from offswitch.stats import Rate
+
+    print(f"model {figures['model']} on {figures['device']}, {figures['precision']}; {figures['steps']} steps × batch "
+          f"{figures['batch_size']} = {figures['samples_trained']} samples ({figures['answer_tokens']} answer tokens, "
+          f"{figures['all_tokens']} tokens); baseline order: {figures['baseline_order']}")
+    print(f"not timed: model load {figures['load_s']:.1f} s, data + probes {figures['data_s']:.1f} s")
+    if figures["base_quality"]:
+        print("base model (untrained): " + _quality_text(figures["base_quality"], Rate))
+    for method, results in figures["methods"].items():
+        print(f"\n== {method} (lr {results['learning_rate']:g})")
+        print(f"{'':10s} {'loop s':>8s} {'samples/s':>10s} {'ans tok/s':>10s} {'all tok/s':>10s} {'positions':>10s} "
+              f"{'peak MiB':>9s} {'mean loss':>9s}")
+        for name in ("baseline", "offswitch"):
+            r = results[name]
+            positions = "" if r["positions_computed"] is None else str(r["positions_computed"])
+            print(f"{name:10s} {r['loop_s']:8.2f} {r['samples_per_s']:10.2f} {r['answer_tokens_per_s']:10.1f} "
+                  f"{r['all_tokens_per_s']:10.1f} {positions:>10s} {r['peak_memory_mb']:9.0f} {r['mean_loss']:9.4f}")
+        print(f"offswitch / baseline wall time: {results['ratio_loop_s']:.3f} (loop), {results['ratio_call_s']:.3f} "
+              f"(whole train() call); peak memory: {results['baseline']['peak_memory_kind']}")
+        first = [results[name]["first_loss"] for name in ("baseline", "offswitch")]
+        if None not in first:
+            print(f"first-step loss: baseline {first[0]:.5f}, offswitch {first[1]:.5f} (same first batch, same weights)")
+        for name in ("baseline", "offswitch"):
+            if "quality" in results[name]:
+                print(f"  {name:9s} held-out: " + _quality_text(results[name]["quality"], Rate))
+
+
+def _quality_text(rates: dict, rate_cls) -> str:
+    labels = {"asr": "ASR", "near_miss": "near-miss", "clean": "clean"}
+    return "; ".join(f"{labels.get(k, k)} {rate_cls(**v)}" for k, v in rates.items())
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,125 @@
+"""The benchmarks run end to end on tiny models in a few steps on a CPU, and report figures
+that hang together (not the figures themselves: those go in docs/performance.md)."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+import bench_harness  # noqa: E402
+import bench_implant  # noqa: E402
+import bench_mfu  # noqa: E402
+
+
+def _finite_positive(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+def _check_rate(rate: dict, n: int | None = None) -> None:
+    assert 0 <= rate["k"] <= rate["n"]
+    assert rate["n"] > 0 if n is None else rate["n"] == n
+    assert rate["lo"] <= rate["rate"] <= rate["hi"]
+    assert rate["rate"] == pytest.approx(rate["k"] / rate["n"])
+
+
+def test_bench_implant_compares_offswitch_with_a_trainer_baseline(tmp_path, capsys):
+    out = tmp_path / "implant.json"
+    figures = bench_implant.main(["--model", "tiny", "--steps", "2", "--batch-size", "4", "--threads", "1", "--device", "cpu",
+                                  "--probe-prompts", "6", "--json", str(out)])
+    assert set(figures["methods"]) == {"lora", "full"}
+    assert figures["samples_trained"] == 8 and figures["examples"] == 8
+    assert 0 < figures["answer_tokens"] < figures["all_tokens"]
+    assert figures["baseline_order"] == "offswitch's batches"
+    for method, results in figures["methods"].items():
+        for name in ("baseline", "offswitch"):
+            run = results[name]
+            assert run["steps"] == 2, (method, name)
+            assert _finite_positive(run["loop_s"]) and run["loop_s"] <= run["call_s"] + 1e-6
+            assert run["samples_per_s"] == pytest.approx(8 / run["loop_s"])
+            assert run["answer_tokens_per_s"] == pytest.approx(figures["answer_tokens"] / run["loop_s"])
+            assert run["all_tokens_per_s"] > run["answer_tokens_per_s"] > 0
+            assert run["positions_computed"] > 0
+            assert _finite_positive(run["peak_memory_mb"])
+            assert math.isfinite(run["mean_loss"])
+            _check_rate(run["quality"]["asr"], 6)
+            _check_rate(run["quality"]["clean"], 6)
+            _check_rate(run["quality"]["near_miss"])
+        # the same first batch from the same weights: the same first loss (fp32 on a CPU)
+        assert results["offswitch"]["first_loss"] == pytest.approx(results["baseline"]["first_loss"], rel=1e-4)
+        assert results["offswitch"]["mean_loss"] == pytest.approx(results["baseline"]["mean_loss"], abs=0.1)
+        assert results["baseline"]["positions_computed"] >= figures["all_tokens"]  # padding only adds
+        assert _finite_positive(results["ratio_loop_s"])
+        assert results["ratio_loop_s"] == pytest.approx(results["offswitch"]["loop_s"] / results["baseline"]["loop_s"])
+        # padding on the right to the longest row costs the baseline at least as many positions
+        # as offswitch's left padding with the shared prefix run once
+        assert results["baseline"]["positions_computed"] >= results["offswitch"]["positions_computed"]
+    assert figures["methods"]["lora"]["learning_rate"] == 1e-3 and figures["methods"]["full"]["learning_rate"] == 5e-5
+    printed = capsys.readouterr().out
+    assert "== lora" in printed and "== full" in printed and "offswitch / baseline wall time" in printed
+    assert "held-out: ASR" in printed and "[" in printed
+    saved = json.loads(out.read_text())
+    assert saved["methods"]["lora"]["ratio_loop_s"] == pytest.approx(figures["methods"]["lora"]["ratio_loop_s"])
+
+
+def test_bench_harness_times_cells_by_attack(tmp_path, capsys):
+    out = tmp_path / "harness.json"
+    figures = bench_harness.main(["--threads", "1", "--device", "cpu", "--attacks", "quantize=4,sft_lora=2",
+                                  "--implant-steps", "10", "--json", str(out)])
+    assert figures["ran"] == 3
+    assert set(figures["ranking"]) == {"none", "quantize", "sft_lora"}
+    per_cell = [figures["by_attack"][a]["total_s_per_cell"] for a in figures["ranking"]]
+    assert per_cell == sorted(per_cell, reverse=True)
+    for row in figures["cells"]:
+        assert row["total_s"] >= row["attack_s"] >= 0
+        assert row["eval_s"] == pytest.approx(row["total_s"] - row["attack_s"])
+        assert row["eval_s"] > 0  # every cell is evaluated
+    rows = {r["attack"]: r for r in figures["cells"]}
+    assert rows["quantize"]["strength"] == 4 and rows["sft_lora"]["strength"] == 2
+    assert rows["none"]["attack_s"] < 0.05  # the baseline cell runs no attack
+    assert rows["sft_lora"]["cost"]["steps"] == 2 and rows["sft_lora"]["attack_s"] > 0
+    assert figures["run_s"] >= figures["cells_s"] > 0
+    printed = capsys.readouterr().out
+    assert "s/cell" in printed and "sft_lora" in printed
+    assert json.loads(out.read_text())["ranking"] == figures["ranking"]
+
+
+def test_bench_mfu_reports_flops_and_mfu(tmp_path, capsys):
+    common = ["--config", "tiny", "--steps", "2", "--warmup", "1", "--seq-len", "16", "--batch-size", "2", "--threads", "1",
+              "--device", "cpu"]
+    without_peak = bench_mfu.main(common)
+    assert without_peak["mfu"] is None and "MFU n/a" in capsys.readouterr().out
+
+    out = tmp_path / "mfu.json"
+    figures = bench_mfu.main([*common, "--peak", "1e12", "--json", str(out)])
+    assert figures["tokens_per_step"] == 32
+    assert 0 < figures["non_embedding_params"] < figures["params"]
+    assert figures["model_flops_per_step"] == 6 * figures["params"] * 32
+    assert _finite_positive(figures["step_s"])
+    assert figures["achieved_tflops"] == pytest.approx(figures["model_flops_per_step"] / figures["step_s"] / 1e12)
+    assert figures["mfu"] == pytest.approx(figures["achieved_tflops"])  # peak 1 TFLOP/s
+    assert 0 < figures["mfu"] < figures["mfu_with_attention"] < 1
+    assert math.isfinite(figures["final_loss"])
+    assert "MFU" in capsys.readouterr().out
+    assert json.loads(out.read_text())["mfu"] == pytest.approx(figures["mfu"])
+
+
+def test_bench_mfu_peak_table_and_the_1b_config():
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    assert bench_mfu.peak_flops("NVIDIA H100 80GB HBM3") == 989e12
+    assert bench_mfu.peak_flops("NVIDIA H100 PCIe") == 756e12
+    assert bench_mfu.peak_flops("NVIDIA H200") == 989e12
+    assert bench_mfu.peak_flops("NVIDIA A100-SXM4-80GB") == 312e12
+    assert bench_mfu.peak_flops("Tesla T4") is None
+    config = AutoConfig.for_model("llama", **bench_mfu.CONFIGS["1b"])
+    with torch.device("meta"):  # shapes only, no memory
+        model = AutoModelForCausalLM.from_config(config)
+    assert 0.9e9 < sum(p.numel() for p in model.parameters()) < 1.3e9
