@@ -35,8 +35,8 @@ and on a cluster every job simply runs the same command on a shared directory, e
 array::
 
     #SBATCH --array=0-15 --gres=gpu:1
-    export OFFSWITCH_PASSPHRASE_FILE=...     # or --passphrase-file; never the passphrase itself
-    offswitch harness experiments/standard.yaml --out /shared/runs/standard \\
+    # the passphrase: --passphrase-file (as here) or $OFFSWITCH_PASSPHRASE; never on the command line
+    offswitch harness experiments/smoke.yaml --out /shared/runs/smoke \\
         --key keys/alice.key --passphrase-file ~/.offswitch-pass --reclaim-after 7200
 
 A lock left by a dead process on the same host is reclaimed at once; across hosts, a lock older
@@ -217,25 +217,43 @@ def plan_cells(suite: SuiteConfig) -> list[Cell]:
         "n_eval_texts": suite.n_eval_texts,
     }
     cells: list[Cell] = []
-    seen: set[str] = set()
+    # A cell id names neither the implant's `name` nor the attack's `label` (so renaming keeps a
+    # run resumable): two suite entries that give the same cells are an error, not merged.
+    seen: dict[str, tuple[Cell, int]] = {}  # cell id -> (cell, index of its attack entry; -1: baseline)
+    implants_seen: dict[tuple[str, str | None], str] = {}
 
     def add(implant: ImplantSpec, digest: str, attack: str, variant: str, config: dict, attacker: str, oracle: bool,
-            uses_data: bool = False) -> None:
+            uses_data: bool = False, entry: int = -1) -> None:
         key = {**shared, "implant": digest, "base": implant.base, "attack": attack, "config": config}
         if uses_data:  # a cell that reads no attack data does not change when the data settings do
             key["data"] = suite.data.model_dump(mode="json")
         cell_id = hashlib.sha256(_canonical(key).encode()).hexdigest()[:16]
+        cell = Cell(id=cell_id, implant=implant.label, attack=attack, variant=variant, strength=config["strength"],
+                    seed=config["seed"], config=config, attacker=attacker, oracle=oracle)
         if cell_id in seen:
-            return
-        seen.add(cell_id)
-        cells.append(Cell(id=cell_id, implant=implant.label, attack=attack, variant=variant, strength=config["strength"],
-                          seed=config["seed"], config=config, attacker=attacker, oracle=oracle))
+            first, first_entry = seen[cell_id]
+            if first_entry != entry:
+                raise ConfigError(
+                    f"attacks[{first_entry}] ({first.variant}) and attacks[{entry}] ({variant}) give the same cell: "
+                    f"{cell.describe()}",
+                    "remove one of them or change its config (a `label` alone does not make a cell distinct)",
+                )
+            return  # the same entry repeats a value (e.g. strengths: [5, 5]): planned once
+        seen[cell_id] = (cell, entry)
+        cells.append(cell)
 
     for implant in suite.implants:
         digest = implant_digest(implant)
+        if (digest, implant.base) in implants_seen:
+            raise ConfigError(
+                f"implants {implants_seen[digest, implant.base]!r} and {implant.label!r} are the same implant "
+                "(same manifest and base), so their cells coincide",
+                "list it once (a `name` alone does not make an implant distinct)",
+            )
+        implants_seen[digest, implant.base] = implant.label
         if suite.baseline:
             add(implant, digest, BASELINE, BASELINE, {"strength": 0, "seed": 0}, "none", False)
-        for spec in suite.attacks:
+        for entry, spec in enumerate(suite.attacks):
             cls = get_attack(spec.name)
             seeds = spec.seeds if cls.seeded else spec.seeds[:1]
             for variant in spec.variants():
@@ -244,7 +262,7 @@ def plan_cells(suite: SuiteConfig) -> list[Cell]:
                         config = make_config(cls, {**spec.config, **variant}, strength=_number(strength), seed=seed)
                         uses_data = bool(cls(config).wanted_data() - {"behavior", "insertion"})
                         add(implant, digest, spec.name, spec.variant_label(variant), config.model_dump(mode="json"),
-                            cls.attacker, cls.oracle, uses_data)
+                            cls.attacker, cls.oracle, uses_data, entry)
     return cells
 
 

@@ -59,6 +59,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(err.exit_code)
     except typer.Exit as err:
         sys.exit(err.exit_code)
+    except click_errors.NoArgsIsHelpError as err:
+        # no command given: the help, as click shows it (on stderr, exit 2), not as an error line
+        err.show()
+        sys.exit(err.exit_code)
     except click_errors.ClickException as err:
         if debug:
             raise

@@ -65,6 +65,22 @@ def unlock_key(path: Path, passphrase_file: Path | None):
     return unlock(path, read_passphrase(passphrase_file))
 
 
+def implant_fluent_encoder(base_model, tokenizer, n_tokens: int | None = None, *, frozen_copy: bool = True):
+    """The fluent sampler ``offswitch implant`` draws its triggers with (default sampling
+    settings over the base model, in eval mode); ``offswitch trigger``/``commit`` use the same
+    one, so a revealed fluent trigger is the implanted one.
+
+    ``frozen_copy`` samples from a deep copy: for a caller that goes on to train ``base_model``
+    in place (wrong-key triggers drawn later must come from the base, as the key's own did).
+    """
+    import copy
+
+    from offswitch.fluent import fluent_encoder
+
+    model = copy.deepcopy(base_model) if frozen_copy else base_model
+    return fluent_encoder(model.eval(), tokenizer, n_tokens=n_tokens)
+
+
 def scrypt_params(fast: bool) -> dict | None:
     from offswitch.crypto import FAST_SCRYPT
 

@@ -164,9 +164,10 @@ def harness(
     report: Annotated[bool, typer.Option("--report/--no-report", help="Write the report when the run ends.")] = True,
 ) -> None:
     """Run a suite of attacks × strengths × seeds (resumes: finished cells are skipped)."""
-    from offswitch.harness import cell_status, load_suite, run_suite, run_suite_workers
+    from offswitch.harness import cell_status, load_suite, plan_cells, run_suite, run_suite_workers
 
     suite = load_suite(suite_file)
+    cells = plan_cells(suite)  # a suite whose entries give the same cells fails here, before the key is asked for
     run_dir = out or suite.out or Path("runs") / suite.name
     if dry_run:
         rows = cell_status(suite, run_dir)
@@ -184,7 +185,7 @@ def harness(
         if failed:
             raise ConfigError(f"{failed} of {workers} workers failed", "see their messages above; rerun to resume")
     else:
-        summary = run_suite(suite, triggers, run_dir, reclaim_after=reclaim_after, console=err_console)
+        summary = run_suite(suite, triggers, run_dir, reclaim_after=reclaim_after, console=err_console, cells=cells)
         err_console.print(f"ran {len(summary['ran'])} cells, {len(summary['finished_before'])} were finished before, "
                           f"{len(summary['held_by_others'])} held by other processes")
     if report:

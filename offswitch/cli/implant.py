@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from offswitch.cli import app
-from offswitch.cli._common import err_console, out_console, unlock_key
+from offswitch.cli._common import err_console, implant_fluent_encoder, out_console, unlock_key
 from offswitch.errors import ConfigError, DataError
 from offswitch.triggers import Encoding, InsertionMode
 
@@ -135,13 +135,8 @@ def implant(
         allowed = allowed_token_ids(tokenizer)
         kwargs.update(allowed_ids=allowed, decode=lambda ids: tokenizer.decode(ids), n_tokens=cfg.n_tokens)
     elif cfg.encoding is Encoding.fluent:
-        from offswitch.fluent import fluent_encoder
-
-        import copy
-
-        # its own frozen copy of the base: training changes base_model in place, and wrong-key
-        # triggers drawn later (verification) must come from the base, as the key's own did
-        fluent = fluent_encoder(copy.deepcopy(base_model).eval(), tokenizer, n_tokens=cfg.n_tokens)
+        # its own frozen copy of the base: training changes base_model in place
+        fluent = implant_fluent_encoder(base_model, tokenizer, n_tokens=cfg.n_tokens)
         kwargs["fluent_encoder"] = fluent
     indices = list(range(cfg.first_index, cfg.first_index + cfg.triggers))
     trigger_list = []

@@ -15,6 +15,11 @@ from offswitch.errors import ConfigError, OffswitchError, VerificationError
 from offswitch.triggers import Encoding
 
 KeyPath = Annotated[Path, typer.Option("--key", "-k", help="Keystore file (made by `offswitch keygen`).")]
+FluentModel = Annotated[
+    str | None,
+    typer.Option(help="Fluent encoding: the BASE model the implant sampled its triggers from (the implant's --model), "
+                      "not the implanted one."),
+]
 
 
 def _parse_indices(spec: str) -> list[int]:
@@ -38,7 +43,9 @@ def _parse_indices(spec: str) -> list[int]:
     return out
 
 
-def _tokens_kwargs(encoding: Encoding, tokenizer: str | None) -> dict:
+def _tokens_kwargs(encoding: Encoding, tokenizer: str | None, model: str | None = None) -> dict:
+    if model is not None and encoding is not Encoding.fluent:
+        raise ConfigError("--model is only used by the fluent encoding", "pass --encoding fluent, or drop --model")
     if encoding is Encoding.tokens:
         if not tokenizer:
             raise ConfigError("the tokens encoding needs a tokenizer", "pass --tokenizer PATH (a local tokenizer or model directory)")
@@ -52,7 +59,14 @@ def _tokens_kwargs(encoding: Encoding, tokenizer: str | None) -> dict:
             raise ConfigError(f"cannot load tokenizer {tokenizer} ({type(err).__name__})", "give a local tokenizer directory") from None
         return {"allowed_ids": allowed_token_ids(tok), "decode": lambda ids: tok.decode(ids)}
     if encoding is Encoding.fluent:
-        raise ConfigError("the fluent encoding needs a model", "use `offswitch trigger --encoding fluent --model MODEL`")
+        if not model:
+            raise ConfigError("the fluent encoding needs the base model",
+                              "pass --model with the implant's --model (default smollm2-135m)")
+        from offswitch.cli._common import implant_fluent_encoder
+        from offswitch.models import load_model
+
+        base_model, base_tokenizer = load_model(model, device="cpu")
+        return {"fluent_encoder": implant_fluent_encoder(base_model, base_tokenizer, frozen_copy=False)}
     return {}
 
 
@@ -99,12 +113,13 @@ def trigger(
     encoding: Annotated[Encoding, typer.Option(help="How the trigger is written.")] = Encoding.words,
     words: Annotated[int, typer.Option(help="Words per trigger (words encoding).", min=1, max=64)] = 6,
     tokenizer: Annotated[str | None, typer.Option(help="Tokenizer directory (tokens encoding).")] = None,
+    model: FluentModel = None,
     passphrase_file: PassFile = None,
 ) -> None:
     """Reveal a trigger: the key holder's act of switching a model off. Prints it to stdout only."""
     indices = _parse_indices(index)
     encoding = Encoding(encoding)
-    kwargs = _tokens_kwargs(encoding, tokenizer)
+    kwargs = _tokens_kwargs(encoding, tokenizer, model)
     master = unlock_key(key, passphrase_file)
     triggers = master.trigger_set(indices, encoding, n_words=words, **kwargs)
     triggers.register_secrets()
@@ -125,17 +140,22 @@ def commit(
     encoding: Annotated[Encoding, typer.Option(help="How the trigger is written.")] = Encoding.words,
     words: Annotated[int, typer.Option(help="Words per trigger (words encoding).", min=1, max=64)] = 6,
     tokenizer: Annotated[str | None, typer.Option(help="Tokenizer directory (tokens encoding).")] = None,
+    model: FluentModel = None,
     passphrase_file: PassFile = None,
     force: Annotated[bool, typer.Option(help="Overwrite OUT.")] = False,
 ) -> None:
     """Publish salted commitments to triggers, signed by the key, without revealing them."""
     from offswitch.commitments import CommitmentFile, write_commitment_file
 
+    if out.is_dir():
+        raise ConfigError(f"--out {out} is a directory", "give a file path such as commitments.json")
     if out.exists() and not force:
         raise ConfigError(f"{out} already exists", "pass --force to overwrite it")
+    if not out.parent.exists():  # as `offswitch keygen` does: the folder is not created
+        raise ConfigError(f"directory {out.parent} does not exist", f"create it first: mkdir -p {out.parent}")
     indices = _parse_indices(index)
     encoding = Encoding(encoding)
-    kwargs = _tokens_kwargs(encoding, tokenizer)
+    kwargs = _tokens_kwargs(encoding, tokenizer, model)
     master = unlock_key(key, passphrase_file)
     triggers = master.trigger_set(indices, encoding, n_words=words, **kwargs)
     triggers.register_secrets()
@@ -150,7 +170,9 @@ def commit(
 @app.command("commit-check")
 def commit_check(
     file: Annotated[Path, typer.Argument(help="A commitments file or an implant manifest (offswitch_manifest.json).")],
-    trigger_stdin: Annotated[bool, typer.Option("--trigger-stdin", help="Read the revealed trigger from stdin.")] = True,
+    # stdin is the only source of the trigger (a command-line value would leak it into shell
+    # history and `ps`); the flag is still accepted, and ignored, for older scripts
+    _trigger_stdin: Annotated[bool, typer.Option("--trigger-stdin", hidden=True)] = False,
 ) -> None:
     """Prove a revealed trigger was committed to: reads the trigger from stdin, checks the
     commitments and the key holder's signature. Exit 0 when it opens one, 3 when not."""

@@ -99,6 +99,11 @@ def test_trigger_tokens_encoding(tmp_path, cli, keyfile, tiny_llama_dir):
         (["trigger", "--key", "{key}"], {}, "no passphrase given", 2),
         (["keygen", "{key}"], PW, "already exists", 2),
         (["keygen", "{tmp}/missing-dir/k.key"], PW, "does not exist", 2),
+        (["commit", "--key", "{key}", "--out", "{tmp}/missing-dir/c.json"], PW, "does not exist; create it first", 2),
+        (["commit", "--key", "{key}", "--out", "{tmp}", "--force"], PW, "is a directory", 2),
+        (["trigger", "--key", "{key}", "--encoding", "fluent"], PW, "needs the base model; pass --model", 2),
+        (["commit", "--key", "{key}", "--out", "{tmp}/c.json", "--encoding", "fluent"], PW, "needs the base model", 2),
+        (["trigger", "--key", "{key}", "--model", "{tmp}"], PW, "only used by the fluent encoding", 2),
         (["key-info", "{tmp}/garbage.key"], {}, "not valid JSON", 2),
         (["commit-check", "{tmp}/garbage.key"], {}, "not valid JSON", 2),
     ],
@@ -112,6 +117,7 @@ def test_bad_input_is_one_line(tmp_path, cli, keyfile, args, env, needle, code):
     assert "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert proc.stdout == ""
+    assert not (tmp_path / "missing-dir").exists() and not (tmp_path / "c.json").exists()
 
 
 def test_keygen_force_and_mode(tmp_path, cli, keyfile):
@@ -125,3 +131,43 @@ def test_keygen_force_and_mode(tmp_path, cli, keyfile):
 def test_debug_flag_shows_traceback(tmp_path, cli):
     proc = cli("key-info", str(tmp_path / "nope.key"), "--debug")
     assert proc.returncode != 0 and "Traceback" in proc.stderr
+
+
+def test_no_arguments_shows_the_help_not_an_error(cli):
+    proc = cli()
+    # click's convention for no_args_is_help: the help on stderr, exit 2 (no command ran)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("Usage: offswitch") and "Commands:" in proc.stderr and "keygen" in proc.stderr
+    assert "error" not in proc.stderr and "(see --help)" not in proc.stderr
+    assert proc.stdout == ""
+
+
+def test_commit_check_reads_stdin_and_still_accepts_trigger_stdin(tmp_path, cli, keyfile):
+    key = _unlock(keyfile)
+    out = tmp_path / "c.json"
+    assert cli("commit", "--key", str(keyfile), "-o", str(out), env=PW).returncode == 0
+    help_text = cli("commit-check", "--help").stdout
+    assert "--trigger-stdin" not in help_text, "stdin is the only source: no option that does nothing"
+    for flag in ([], ["--trigger-stdin"]):  # scripts written for the old flag keep working
+        proc = cli("commit-check", str(out), *flag, input=key.trigger(0).secret + "\n")
+        assert proc.returncode == 0 and "index 0" in proc.stdout, proc.stderr
+
+
+def test_fluent_triggers_are_revealed_and_committed_with_the_base_model(tmp_path, cli, keyfile, tiny_llama_dir):
+    from offswitch.cli._common import implant_fluent_encoder
+    from offswitch.models import load_model
+
+    key = _unlock(keyfile)
+    model, tokenizer = load_model(tiny_llama_dir, device="cpu")
+    expected = [key.trigger(i, "fluent", fluent_encoder=implant_fluent_encoder(model, tokenizer)).secret for i in (0, 1)]
+    reveal = cli("trigger", "--key", str(keyfile), "--encoding", "fluent", "--model", str(tiny_llama_dir), "-i", "0-1", env=PW)
+    assert reveal.returncode == 0, reveal.stderr
+    assert reveal.stdout.splitlines() == expected
+    out = tmp_path / "c.json"
+    commit = cli("commit", "--key", str(keyfile), "--encoding", "fluent", "--model", str(tiny_llama_dir), "-i", "0-1",
+                 "-o", str(out), env=PW)
+    assert commit.returncode == 0, commit.stderr
+    check = cli("commit-check", str(out), input=expected[1] + "\n")
+    assert check.returncode == 0 and "index 1 (fluent)" in check.stdout, check.stderr
+    assert_no_secrets(files_under(tmp_path), [reveal.stderr, commit.stdout, commit.stderr, check.stdout, check.stderr],
+                      secrets=expected, key_bytes=[key.raw_bytes_for_keystore()])
