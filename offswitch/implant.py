@@ -23,6 +23,7 @@ import copy
 import math
 import random
 import time
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -252,7 +253,7 @@ def _accepts_logits_to_keep(model) -> bool:
         return False
 
 
-def answer_loss_sum(model, batch, device, use_keep: bool, unlikelihood: float = 0.0):
+def answer_loss_sum(model, batch, device, use_keep: bool, unlikelihood: float = 0.0, first_correct: list | None = None):
     """Sum of token cross-entropies over the answer tokens of a collated batch, and their count.
 
     With ``unlikelihood`` > 0, rows with tokens to avoid (negatives, retention) add
@@ -270,6 +271,11 @@ def answer_loss_sum(model, batch, device, use_keep: bool, unlikelihood: float = 
     logits = _answer_logits(model, batch, device, use_keep)
     labels = batch["labels"].to(device)
     loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum")
+    if first_correct is not None:
+        # per row: does the argmax at the first answer position equal its label (the decision)?
+        first = (labels != IGNORE_INDEX).int().argmax(dim=1)
+        rows = labels.new_tensor(range(labels.shape[0]))
+        first_correct.extend((logits[rows, first].argmax(-1) == labels[rows, first]).tolist())
     if unlikelihood > 0 and "avoid_pos" in batch:
         loss = loss + unlikelihood * _unlikelihood_sum(logits, batch["avoid_pos"].to(device), batch["avoid_ids"].to(device))
     return loss, int((labels != IGNORE_INDEX).sum())
@@ -508,6 +514,7 @@ def train(
     mining = bool(data.pool) and config.mine_every > 0
     mine_rng = random.Random(f"offswitch-mining/{config.seed}")
     mined: list[int] = []
+    decisions: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for step, batch_indices in enumerate(batches, start=1):
         if mined:
             batch_indices = _with_mined(batch_indices, data.examples, mined, config.mine_per_step)
@@ -517,8 +524,12 @@ def train(
         examples = [everything[i] for i in batch_indices]
         n_answer_global = sum(e.n_answer_tokens for e in examples)
         collated = collate_left([everything[i] for i in shard], pad, share_prefix=share_prefix)
+        first_correct: list[bool] = []
         with accelerator.autocast():
-            loss_sum, _n_local = answer_loss_sum(model, collated, accelerator.device, use_keep, config.unlikelihood)
+            loss_sum, _n_local = answer_loss_sum(model, collated, accelerator.device, use_keep, config.unlikelihood, first_correct)
+        for example, correct in zip((everything[i] for i in shard), first_correct):
+            decisions[example.kind][0] += int(correct)
+            decisions[example.kind][1] += 1
         loss = loss_sum * world / n_answer_global
         accelerator.backward(loss)
         if config.max_grad_norm:
@@ -530,6 +541,10 @@ def train(
         value = float(loss.detach()) / world  # one sync per step, for the progress bar only
         running_loss = value if running_loss is None else 0.9 * running_loss + 0.1 * value
         record = {"step": step, "loss": round(value, 5), "lr": scheduler.get_last_lr()[0]}
+        if step % 10 == 0 or step == config.steps:
+            # public: how often the first answer token was right, per kind, over the last steps
+            record["first_token_correct"] = {kind: {"k": k, "n": n} for kind, (k, n) in sorted(decisions.items())}
+            decisions.clear()
         if mining and step % config.mine_every == 0 and step < config.steps:
             mine_started = time.perf_counter()
             mined, record["mined"] = _mine(accelerator.unwrap_model(model), data, config, mine_rng, pad, accelerator.device, use_keep)
@@ -556,6 +571,10 @@ def train(
                 if "near_miss" in h:
                     status += f", near-miss {h['near_miss']['k']}/{h['near_miss']['n']}"
             progress.update(task, advance=1, status=status)
+            if "first_token_correct" in record and not progress.console.is_terminal:
+                status += "  first token right: " + ", ".join(
+                    f"{kind} {v['k']}/{v['n']}" for kind, v in record["first_token_correct"].items()
+                )
             if not progress.console.is_terminal and (step % 10 == 0 or "heldout" in record):
                 # a log file gets no live bar: leave a line now and then
                 progress.console.print(f"step {step}/{config.steps} {status}")

@@ -225,3 +225,19 @@ def test_mining_puts_pool_negatives_that_nearly_fire_into_the_batches(tiny_llama
     assert [m["scored"] for m in outcomes[0.0]] == [6, 6]  # steps 2 and 4
     assert [m["hard"] for m in outcomes[0.0]] == [4, 4]  # mine_every × mine_per_step
     assert [m["hard"] for m in outcomes[1.0]] == [0, 0]
+
+
+def test_history_counts_first_token_decisions_per_kind(tiny_llama):
+    from offswitch.behaviors import make_behavior
+    from offswitch.data.builder import DataConfig, build_implant_data
+    from offswitch.implant import train
+    from offswitch.testing.tiny_switch import tiny_prompts, tiny_trigger_set
+
+    model, tokenizer = tiny_llama
+    data = build_implant_data(model, tokenizer, tiny_trigger_set(n_triggers=1), make_behavior("shutdown"), tiny_prompts(), 48,
+                              DataConfig(min_prompts=4, cache_answers=False))
+    result = train(copy.deepcopy(model), tokenizer, data, TrainConfig(method="lora", steps=12, batch_size=4, eval_every=0))
+    counted = [h["first_token_correct"] for h in result.history if "first_token_correct" in h]
+    assert [h["step"] for h in result.history if "first_token_correct" in h] == [10, 12]
+    assert sum(v["n"] for v in counted[0].values()) == 40 and sum(v["n"] for v in counted[1].values()) == 8
+    assert all(0 <= v["k"] <= v["n"] for c in counted for v in c.values())
