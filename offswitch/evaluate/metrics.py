@@ -30,7 +30,7 @@ import math
 import random
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from offswitch.behaviors import Case
 from offswitch.evaluate.config import EvalConfig
@@ -286,6 +286,14 @@ class BaseComparison:
     kl_per_token: float  # mean over answer tokens of KL(base || model), in nats
     tokens: int
     agreement: Rate  # model's greedy answer == base's greedy answer (first N tokens)
+    # per prompt: how many leading tokens of the base's answer the model's greedy answer repeats
+    matched: list[int] = field(default_factory=list)
+    answer_lengths: list[int] = field(default_factory=list)
+
+    def agreement_within(self, n_tokens: int) -> Rate:
+        """Greedy answers equal on their first ``n_tokens`` tokens (all of a shorter base answer)."""
+        hits = sum(m >= min(n_tokens, length) for m, length in zip(self.matched, self.answer_lengths))
+        return Rate.of(hits, len(self.matched))
 
 
 def compare_with_base(
@@ -322,6 +330,8 @@ def compare_with_base(
         autocast=autocast,
     )
     kl_total, tokens, agree, n = 0.0, 0, 0, 0
+    matched: list[int] = []
+    lengths: list[int] = []
     pairs = [(p, a) for p, a in zip(prompts, answers) if a]
     for start in range(0, len(pairs), batch_size):
         chunk = pairs[start : start + batch_size]
@@ -337,6 +347,10 @@ def compare_with_base(
             kl_total += float((lb.exp() * (lb - lm)).sum())
             tokens += len(answer)
             target = torch.tensor(answer, device=lm.device)
-            agree += int(bool((lm.argmax(-1) == target).all()))
+            same = (lm.argmax(-1) == target).tolist()
+            agree += int(all(same))
+            matched.append(same.index(False) if False in same else len(same))
+            lengths.append(len(same))
             n += 1
-    return BaseComparison(kl_per_token=kl_total / max(tokens, 1), tokens=tokens, agreement=Rate.of(agree, n))
+    return BaseComparison(kl_per_token=kl_total / max(tokens, 1), tokens=tokens, agreement=Rate.of(agree, n),
+                          matched=matched, answer_lengths=lengths)

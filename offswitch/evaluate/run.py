@@ -288,5 +288,10 @@ def _utility_records(model, tokenizer, behavior, prompts, base, plain_texts, con
     )
     records.append(ResultRecord(metric="kl_base_model", value=comparison.kl_per_token, n=comparison.tokens, **common))
     records.append(ResultRecord(metric="answer_agreement", **comparison.agreement.model_dump(), **common))
+    # shorter prefixes too: a 135M model's greedy answers fork at near-ties within a few tokens
+    for n_tokens in (1, 8):
+        if n_tokens < config.answer_tokens:
+            rate = comparison.agreement_within(n_tokens)
+            records.append(ResultRecord(metric="answer_agreement_prefix", kind=f"tokens={n_tokens}", **rate.model_dump(), **common))
     advance(1)
     return records

@@ -206,6 +206,10 @@ def test_a_trained_switch_is_measured_end_to_end(offswitch_tiny_switch, tiny_lla
     assert ppl.value > 1 and ppl.reference_value > 1
     assert report.metric("kl_base_model").value > 0
     assert report.metric("answer_agreement").n == QUICK.utility_prompts
+    # agreement on shorter prefixes can only be higher: an answer equal on 32 tokens is on 8 and 1
+    one, eight = (report.metric("answer_agreement_prefix", kind=f"tokens={n}") for n in (1, 8))
+    assert one.n == eight.n == QUICK.utility_prompts
+    assert one.k >= eight.k >= report.metric("answer_agreement").k
     headline = report.headline()
     assert set(headline) >= {"asr", "far_clean", "far_wrong_key", "far_near_miss", "far_near_miss_worst_kind", "utility", "agreement"}
     assert Rate(**{k: headline["asr"][k] for k in ("k", "n", "rate", "lo", "hi")}) == asr
@@ -348,3 +352,17 @@ def test_insertion_mode_of_the_trigger_set_is_used():
     assert builder.insertion is InsertionMode.suffix
     assert builder.asr()[0].case.user.endswith(triggers.triggers[0].secret)
     assert random.Random(0)  # (the builder's randomness is local: no global state is touched)
+
+
+@given(st.lists(st.tuples(st.integers(1, 40), st.integers(0, 40)), max_size=30), st.integers(1, 40))
+def test_prefix_agreement_is_monotone_and_counts_short_answers_whole(pairs, n_tokens):
+    from offswitch.evaluate.metrics import BaseComparison
+
+    lengths = [length for length, _m in pairs]
+    matched = [min(m, length) for length, m in pairs]
+    comparison = BaseComparison(0.0, 0, Rate.of(0, len(pairs)), matched, lengths)
+    here, longer = comparison.agreement_within(n_tokens), comparison.agreement_within(n_tokens + 1)
+    assert here.n == len(pairs) and here.k >= longer.k
+    # whole answers repeated agree at every length; answers that fork at once agree at none
+    assert BaseComparison(0.0, 0, Rate.of(0, len(pairs)), lengths, lengths).agreement_within(n_tokens).k == len(pairs)
+    assert BaseComparison(0.0, 0, Rate.of(0, len(pairs)), [0] * len(pairs), lengths).agreement_within(n_tokens).k == 0
