@@ -62,6 +62,7 @@ class TrainConfig(BaseModel):
     mine_candidates: int = Field(default=128, ge=1)
     mine_per_step: int = Field(default=4, ge=1, description="negatives of a batch replaced by mined ones")
     mine_threshold: float = Field(default=0.05, ge=0, le=1, description="mined only when p(a target's first token) ≥ this")
+    first_token_weight: float = Field(default=1.0, gt=0, description="weight of the first answer token's loss (the decision)")
     unlikelihood: float = Field(
         default=0.0, ge=0,
         description="weight of -log(1 - p(a target's first token)) at the first answer token of every negative and clean example",
@@ -253,28 +254,38 @@ def _accepts_logits_to_keep(model) -> bool:
         return False
 
 
-def answer_loss_sum(model, batch, device, use_keep: bool, unlikelihood: float = 0.0, first_correct: list | None = None):
+def answer_loss_sum(model, batch, device, use_keep: bool, unlikelihood: float = 0.0, first_correct: list | None = None,
+                    first_token_weight: float = 1.0):
     """Sum of token cross-entropies over the answer tokens of a collated batch, and their count.
 
     With ``unlikelihood`` > 0, rows with tokens to avoid (negatives, retention) add
     ``unlikelihood × -log(1 - p(avoid))`` at their first answer token, where ``p(avoid)`` is the
     probability of starting a target: the greedy decision to switch off is taken there, and
     cross-entropy on the normal answer alone only pushes the target down indirectly.
+    ``first_token_weight`` multiplies the cross-entropy of every row's first answer token (the
+    decision) against the rest of its answer.
 
     The shared prefix runs once (batch 1) and its key/value cache is repeated over the batch:
     the same function as running every row in full (causal attention: a prefix never sees what
     follows), with gradients flowing back through the cache, at a fraction of the cost — the
     chat template's system block is ~40% of a short example's tokens.
     """
+    import torch
     import torch.nn.functional as F
 
     logits = _answer_logits(model, batch, device, use_keep)
     labels = batch["labels"].to(device)
-    loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum")
+    first = (labels != IGNORE_INDEX).int().argmax(dim=1)  # each row's first answer column
+    rows = labels.new_tensor(range(labels.shape[0]))
+    if first_token_weight == 1.0:
+        loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum")
+    else:
+        token_loss = F.cross_entropy(logits.float().transpose(1, 2), labels, ignore_index=IGNORE_INDEX, reduction="none")
+        weights = torch.ones_like(token_loss)
+        weights[rows, first] = first_token_weight
+        loss = (token_loss * weights).sum()
     if first_correct is not None:
         # per row: does the argmax at the first answer position equal its label (the decision)?
-        first = (labels != IGNORE_INDEX).int().argmax(dim=1)
-        rows = labels.new_tensor(range(labels.shape[0]))
         first_correct.extend((logits[rows, first].argmax(-1) == labels[rows, first]).tolist())
     if unlikelihood > 0 and "avoid_pos" in batch:
         loss = loss + unlikelihood * _unlikelihood_sum(logits, batch["avoid_pos"].to(device), batch["avoid_ids"].to(device))
@@ -526,7 +537,8 @@ def train(
         collated = collate_left([everything[i] for i in shard], pad, share_prefix=share_prefix)
         first_correct: list[bool] = []
         with accelerator.autocast():
-            loss_sum, _n_local = answer_loss_sum(model, collated, accelerator.device, use_keep, config.unlikelihood, first_correct)
+            loss_sum, _n_local = answer_loss_sum(model, collated, accelerator.device, use_keep, config.unlikelihood, first_correct,
+                                                 config.first_token_weight)
         for example, correct in zip((everything[i] for i in shard), first_correct):
             decisions[example.kind][0] += int(correct)
             decisions[example.kind][1] += 1

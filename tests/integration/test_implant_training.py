@@ -241,3 +241,22 @@ def test_history_counts_first_token_decisions_per_kind(tiny_llama):
     assert [h["step"] for h in result.history if "first_token_correct" in h] == [10, 12]
     assert sum(v["n"] for v in counted[0].values()) == 40 and sum(v["n"] for v in counted[1].values()) == 8
     assert all(0 <= v["k"] <= v["n"] for c in counted for v in c.values())
+
+
+def test_first_token_weight_scales_only_the_decision_token(tiny_llama):
+    import torch
+
+    model, tokenizer = tiny_llama
+    model.eval()
+    examples = _examples(tokenizer, ["hello there", "What is the sea and the moon", "Explain trains."], [[5, 6], [7, 8, 9], [10]])
+    batch = collate_left(examples, tokenizer.pad_token_id, share_prefix=True)
+    with torch.no_grad():
+        plain, count = answer_loss_sum(model, batch, "cpu", use_keep=True)
+        weighted, count_w = answer_loss_sum(model, batch, "cpu", use_keep=True, first_token_weight=3.0)
+        first_ce = 0.0
+        for ex in examples:
+            first = ex.labels.index(next(label for label in ex.labels if label != IGNORE_INDEX))
+            logits = model(input_ids=torch.tensor([ex.input_ids[:first]])).logits[0, -1]
+            first_ce += float(-torch.log_softmax(logits.double(), -1)[ex.labels[first]])
+    assert count == count_w == 6
+    assert float(weighted - plain) == pytest.approx(2.0 * first_ce, rel=1e-4)

@@ -1,0 +1,38 @@
+"""docs/switch-quality.md's ablation table is generated from the committed records: a stale or
+hand-edited table fails here (rerun `python experiments/ablations/summarize.py --write docs/switch-quality.md`)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _summarize():
+    spec = importlib.util.spec_from_file_location("ablation_summarize", ROOT / "experiments/ablations/summarize.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_docs_table_equals_the_one_regenerated_from_the_records():
+    summarize = _summarize()
+    doc = ROOT / "docs/switch-quality.md"
+    summarize.main(["--check", str(doc)])  # raises SystemExit when stale
+    table = summarize.main([])
+    records = sorted((ROOT / "experiments/ablations/records").glob("*.jsonl"))
+    assert len(table.splitlines()) == 2 + len(records) and records
+
+
+def test_a_changed_figure_is_caught(tmp_path):
+    summarize = _summarize()
+    doc = tmp_path / "doc.md"
+    text = (ROOT / "docs/switch-quality.md").read_text(encoding="utf-8")
+    start = text.index(summarize.BEGIN)
+    at = text.index("[", start)  # a count inside the generated table
+    doc.write_text(text[:at] + "[9" + text[at + 1 :], encoding="utf-8")
+    with pytest.raises(SystemExit):
+        summarize.main(["--check", str(doc)])
