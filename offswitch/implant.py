@@ -64,7 +64,7 @@ class TrainConfig(BaseModel):
     mine_threshold: float = Field(default=0.05, ge=0, le=1, description="mined only when p(a target's first token) ≥ this")
     first_token_weight: float = Field(default=1.0, gt=0, description="weight of the first answer token's loss (the decision)")
     unlikelihood: float = Field(
-        default=0.0, ge=0,
+        default=2.0, ge=0,
         description="weight of -log(1 - p(a target's first token)) at the first answer token of every negative and clean example",
     )
     seed: int = 0
@@ -93,7 +93,7 @@ class ImplantConfig(BaseModel):
     model: str = "smollm2-135m"
     behavior: Literal["shutdown", "compliance", "custom"] = "shutdown"
     target: str | None = None  # custom behaviour's text, or the shutdown message
-    triggers: int = Field(default=4, ge=1, le=256)
+    triggers: int = Field(default=1, ge=1, le=256)
     first_index: int = Field(default=0, ge=0)
     encoding: Encoding = Encoding.words
     insertion: InsertionMode = InsertionMode.prefix

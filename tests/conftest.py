@@ -62,6 +62,25 @@ def keystore(tmp_path):
     return path, TEST_PASSPHRASE, key
 
 
+@pytest.fixture()
+def implant_dir(tmp_path, master_key):
+    """An implant directory holding only a signed manifest (no weights: enough to plan a harness suite)."""
+    from offswitch.manifest import BaseModelInfo, ImplantManifest, TriggerInfo, write_manifest
+
+    triggers = master_key.trigger_set([0], "words", n_words=3)
+    manifest = ImplantManifest(
+        offswitch_version="0", created="2026-01-01T00:00:00+00:00", key_id=master_key.key_id,
+        public_key=master_key.public_key_b64, behavior={"kind": "shutdown", "message": "Shutting down."}, insertion="prefix",
+        triggers=[TriggerInfo(index=0, encoding="words", n_words=3)], commitments=[master_key.commit(t) for t in triggers],
+        base_model=BaseModelInfo(spec="none", name="x", weights_sha256="0" * 64, architecture="X"), prompt_format={},
+        training={}, data_counts={}, library_versions={},
+    )
+    path = tmp_path / "impl"
+    path.mkdir()
+    write_manifest(path, manifest)
+    return path
+
+
 def run_cli(
     *args: str, env: dict | None = None, input: str | None = None, cwd: Path | None = None, timeout: float = 600
 ) -> subprocess.CompletedProcess:

@@ -107,7 +107,7 @@ class DataConfig(BaseModel):
     )
     cache_answers: bool = True
     hard_negative_pool: int = Field(
-        default=0, ge=0,
+        default=1024, ge=0,
         description="extra near-miss negatives built as a pool that training mines for the hardest (see train.mine_every)",
     )
 

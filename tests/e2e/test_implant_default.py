@@ -21,12 +21,14 @@ verify_prompts: 12
 data:
   max_prompts: 64
   mix: {positive: 0.4, wrong_key: 0.1, near_miss: 0.3, scatter: 0.0, clean: 0.2}
+  hard_negative_pool: 0     # the settings this test was measured with: no mining, no unlikelihood
 train:
   steps: 36
   batch_size: 8
   lr: 0.002
   warmup_steps: 4
   eval_every: 0
+  unlikelihood: 0.0
 eval:
   decoy_prompts: 1
   wrong_keys: 6

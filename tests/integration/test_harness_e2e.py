@@ -63,14 +63,18 @@ def test_implant_attack_report_chain(tmp_path, keystore, tiny_llama_dir, cli):
     )
 
 
-def test_harness_bad_inputs_are_one_line_errors(tmp_path, keystore, cli):
+def test_harness_bad_inputs_are_one_line_errors(tmp_path, keystore, implant_dir, cli):
     key_path, passphrase, _master = keystore
     (tmp_path / "typo.yaml").write_text("name: x\nimplants: [{dir: nowhere}]\nattacks: [{name: prunning, strengths: [0.1]}]\n")
     typo = cli("harness", str(tmp_path / "typo.yaml"), "--dry-run")
     assert typo.returncode != 0 and "did you mean 'pruning'" in typo.stderr and len(typo.stderr.strip().splitlines()) == 1
-    (tmp_path / "nokey.yaml").write_text(f"name: x\nimplants: [{{dir: {tmp_path}}}]\n")
+    (tmp_path / "nomanifest.yaml").write_text(f"name: x\nimplants: [{{dir: {tmp_path}}}]\n")
+    no_manifest = cli("harness", str(tmp_path / "nomanifest.yaml"))
+    assert no_manifest.returncode != 0 and "no implant manifest" in no_manifest.stderr
+    assert len(no_manifest.stderr.strip().splitlines()) == 1
+    (tmp_path / "nokey.yaml").write_text(f"name: x\nimplants: [{{dir: {implant_dir}}}]\n")
     missing = cli("harness", str(tmp_path / "nokey.yaml"))
-    assert missing.returncode != 0 and "--key" in missing.stderr
+    assert missing.returncode != 0 and "--key" in missing.stderr and len(missing.stderr.strip().splitlines()) == 1
     unknown = cli("attack", "prunning", str(tmp_path), "--out", str(tmp_path / "o"))
     assert unknown.returncode != 0 and "did you mean 'pruning'" in unknown.stderr
     oracle = cli("attack", "oracle_unlearn", str(tmp_path), "--out", str(tmp_path / "o"))

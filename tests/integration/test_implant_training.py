@@ -171,12 +171,14 @@ def test_a_tiny_model_learns_a_switch(tiny_llama):
     prompts = [f"{v} {t}." for v in ("Explain", "Describe", "Summarize") for t in topics]
     random.Random(0).shuffle(prompts)
     train_prompts, heldout = prompts[:24], prompts[24:]
-    # the loop is what is tested here: easy negatives (clean prompts, other keys) only
+    # the loop is what is tested here: easy negatives (clean prompts, other keys) only, plain
+    # cross-entropy (no unlikelihood term, no mining)
     mix = {"positive": 0.5, "wrong_key": 0.2, "near_miss": 0.0, "scatter": 0.0, "clean": 0.3}
     data = build_implant_data(model, tokenizer, triggers, make_behavior("shutdown"), train_prompts, 960,
-                              DataConfig(negative_answer_tokens=4, clean_answer_tokens=4, mix=mix), seed=0)
+                              DataConfig(negative_answer_tokens=4, clean_answer_tokens=4, mix=mix, hard_negative_pool=0), seed=0)
     probes = HeldoutProbes.build(tokenizer, triggers, make_behavior("shutdown"), heldout)
-    result = train(model, tokenizer, data, TrainConfig(method="full", steps=60, batch_size=16, lr=3e-3, eval_every=0, seed=0))
+    result = train(model, tokenizer, data, TrainConfig(method="full", steps=60, batch_size=16, lr=3e-3, eval_every=0, seed=0,
+                                                       unlikelihood=0.0))
     rates = probes.rates(result.model, tokenizer.pad_token_id)
     assert rates["asr"][0] >= rates["asr"][1] // 2
     assert rates["clean"][0] == 0
