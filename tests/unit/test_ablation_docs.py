@@ -3,19 +3,16 @@ hand-edited table fails here (rerun `python experiments/ablations/summarize.py -
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
+from script_loader import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _summarize():
-    spec = importlib.util.spec_from_file_location("ablation_summarize", ROOT / "experiments/ablations/summarize.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(ROOT / "experiments/ablations/summarize.py", "ablation_summarize")
 
 
 def test_the_docs_table_equals_the_one_regenerated_from_the_records():
