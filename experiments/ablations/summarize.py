@@ -69,6 +69,7 @@ def summarize(name: str) -> dict:
     ppl, kl = _value(records, "perplexity"), _value(records, "kl_base_model")
     return {
         "name": name,
+        "key": records[0].key_id[:4] if records and records[0].key_id else None,
         "asr": _pooled(records, "asr"),
         "clean": _pooled(records, "far_clean"),
         "wrong_key": _pooled(records, "far_wrong_key"),
@@ -85,12 +86,12 @@ def summarize(name: str) -> dict:
 
 
 def markdown(rows: list[dict]) -> str:
-    head = ("ablation", "ASR (ood)", "clean FAR", "wrong-key FAR", "near-miss FAR (all kinds)", "partial-key FAR", "worst kind", "worst kind@word",
+    head = ("ablation", "key", "ASR (ood)", "clean FAR", "wrong-key FAR", "near-miss FAR (all kinds)", "partial-key FAR", "worst kind", "worst kind@word",
             "answer agreement (32 / 8 tokens)", "KL", "ppl (base)", "implant s")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         ppl = "–" if row["ppl"] is None else f"{row['ppl'][0]:.1f} ({row['ppl'][1]:.1f})"
-        cells = [row["name"], *(str(row[k]) if row[k] is not None else "–" for k in ("asr", "clean", "wrong_key", "near_miss", "partial")),
+        cells = [row["name"], row["key"] or "–", *(str(row[k]) if row[k] is not None else "–" for k in ("asr", "clean", "wrong_key", "near_miss", "partial")),
                  row["worst_kind"] or "–", row["worst_position"] or "–",
                  (f"{row['agreement'].k}/{row['agreement'].n}" if row["agreement"] else "–")
                  + (f" / {row['agreement_8'].k}/{row['agreement_8'].n}" if row["agreement_8"] else ""), "–" if row["kl"] is None else f"{row['kl']:.3f}", ppl,
