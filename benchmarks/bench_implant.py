@@ -175,14 +175,31 @@ def _offswitch_positions(data, batches, pad_id: int, share_prefix: bool) -> int:
     return total
 
 
-def run_offswitch(base, tokenizer, data, tconf, device, memory: PeakMemory) -> dict:
+def _profile_rows(prof, device, limit: int = 12) -> list[dict]:
+    """The operators that took the most self time (CPU, or CUDA on a GPU), as JSON-able rows."""
+    attr = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    events = [e for e in prof.key_averages() if not e.key.startswith("ProfilerStep")]
+    total = sum(getattr(e, attr) for e in events) or 1.0
+    events.sort(key=lambda e: getattr(e, attr), reverse=True)
+    return [{"op": e.key, "self_ms": getattr(e, attr) / 1000, "share": getattr(e, attr) / total, "calls": e.count}
+            for e in events[:limit]]
+
+
+def run_offswitch(base, tokenizer, data, tconf, device, memory: PeakMemory, profile: bool = False) -> dict:
+    import contextlib
+
+    import torch
+
     from offswitch.implant import train
 
     model = copy.deepcopy(base).to(device)
     memory.reset()
     sync(device)
+    activities = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    profiler = torch.profiler.profile(activities=activities) if profile else contextlib.nullcontext()
     started = time.perf_counter()
-    result = train(model, tokenizer, data, tconf)
+    with profiler as prof:
+        result = train(model, tokenizer, data, tconf)
     sync(device)
     call_s = time.perf_counter() - started
     peak = memory.read_mb()
@@ -195,6 +212,7 @@ def run_offswitch(base, tokenizer, data, tconf, device, memory: PeakMemory) -> d
         "peak_memory_mb": peak,
         "first_loss": losses[0] if losses else None,
         "mean_loss": sum(losses) / len(losses) if losses else float("nan"),
+        **({"profile": _profile_rows(prof, device)} if profile else {}),
     }
 
 
@@ -334,6 +352,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--no-quality", action="store_true", help="skip the held-out probes")
     parser.add_argument("--no-warmup", action="store_true", help="skip the untimed warm-up forward/backward")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--profile", action="store_true",
+                        help="run offswitch's training under torch.profiler and print the top operators by self time "
+                             "(profiling slows it: its timings are then not comparable with the baseline's)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available")
     parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="write the results as JSON to PATH")
@@ -417,7 +438,7 @@ def main(argv: list[str] | None = None) -> dict:
         for name in ("baseline", "offswitch"):
             set_seed(args.seed)
             if name == "offswitch":
-                run = run_offswitch(base, tokenizer, data, tconf, device, memory)
+                run = run_offswitch(base, tokenizer, data, tconf, device, memory, profile=args.profile)
                 positions = _offswitch_positions(data, batches, pad_id, tconf.share_prefix)
             else:
                 run = run_baseline(base, tokenizer, rows, tconf, device, memory, bf16=bf16, sequential=sequential)
@@ -477,6 +498,10 @@ def _print(figures: dict) -> None:
         for name in ("baseline", "offswitch"):
             if "quality" in results[name]:
                 print(f"  {name:9s} held-out: " + _quality_text(results[name]["quality"], Rate))
+        if "profile" in results["offswitch"]:
+            print("offswitch under torch.profiler (timings above are inflated by it): top operators by self time")
+            for row in results["offswitch"]["profile"]:
+                print(f"  {row['share']:6.1%} {row['self_ms']:10.1f} ms {row['calls']:7d} calls  {row['op']}")
 
 
 def _quality_text(rates: dict, rate_cls) -> str:

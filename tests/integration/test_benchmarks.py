@@ -29,6 +29,18 @@ def _check_rate(rate: dict, n: int | None = None) -> None:
     assert rate["rate"] == pytest.approx(rate["k"] / rate["n"])
 
 
+def test_bench_implant_profile_lists_the_operators_of_offswitchs_training(capsys):
+    figures = bench_implant.main(["--model", "tiny", "--steps", "2", "--batch-size", "4", "--threads", "1", "--device", "cpu",
+                                  "--method", "lora", "--no-quality", "--profile"])
+    rows = figures["methods"]["lora"]["offswitch"]["profile"]
+    assert "profile" not in figures["methods"]["lora"]["baseline"]
+    assert 0 < len(rows) <= 12 and all(row["calls"] >= 1 and row["self_ms"] >= 0 for row in rows)
+    assert [row["self_ms"] for row in rows] == sorted((row["self_ms"] for row in rows), reverse=True)
+    assert 0 < sum(row["share"] for row in rows) <= 1 + 1e-9
+    assert any("addmm" in row["op"] or "mm" in row["op"] for row in rows)  # a transformer's time is in its matmuls
+    assert "top operators by self time" in capsys.readouterr().out
+
+
 def test_bench_implant_compares_offswitch_with_a_trainer_baseline(tmp_path, capsys):
     out = tmp_path / "implant.json"
     figures = bench_implant.main(["--model", "tiny", "--steps", "2", "--batch-size", "4", "--threads", "1", "--device", "cpu",
