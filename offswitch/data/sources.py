@@ -236,8 +236,9 @@ def _joined_prompts(source: str, seed: int, heldout_fraction: float) -> PromptSp
             out.extend(text for text in items if text in keep)
         return _unique(out)
 
-    train, heldout = balanced("train"), balanced("heldout")
-    return PromptSplit(train=[p for p in train if p not in set(heldout)], heldout=heldout, seed=seed, source=source)
+    heldout = balanced("heldout")
+    held = set(heldout)
+    return PromptSplit(train=[p for p in balanced("train") if p not in held], heldout=heldout, seed=seed, source=source)
 
 
 def sharegpt_prompts() -> list[str]:

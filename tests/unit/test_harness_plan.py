@@ -15,25 +15,6 @@ import pytest
 from offswitch.errors import ConfigError
 
 
-@pytest.fixture()
-def implant_dir(tmp_path, master_key):
-    """A directory with a signed manifest (no weights needed for planning)."""
-    from offswitch.manifest import BaseModelInfo, ImplantManifest, TriggerInfo, write_manifest
-
-    triggers = master_key.trigger_set([0], "words", n_words=3)
-    manifest = ImplantManifest(
-        offswitch_version="0", created="2026-01-01T00:00:00+00:00", key_id=master_key.key_id,
-        public_key=master_key.public_key_b64, behavior={"kind": "shutdown", "message": "Shutting down."}, insertion="prefix",
-        triggers=[TriggerInfo(index=0, encoding="words", n_words=3)], commitments=[master_key.commit(t) for t in triggers],
-        base_model=BaseModelInfo(spec="none", name="x", weights_sha256="0" * 64, architecture="X"), prompt_format={},
-        training={}, data_counts={}, library_versions={},
-    )
-    path = tmp_path / "impl"
-    path.mkdir()
-    write_manifest(path, manifest)
-    return path
-
-
 def _suite(implant_dir, **extra):
     from offswitch.harness import SuiteConfig
 
