@@ -530,6 +530,36 @@ def run_cell(cell: Cell, ctx: ImplantContext, suite: SuiteConfig, run: RunDir, t
     return records, meta
 
 
+def _noop_baseline(cell: Cell, implant_cells: list[Cell], run: RunDir) -> Cell | None:
+    """The implant's finished baseline cell when ``cell`` is an attack at a strength that changes
+    nothing (``noop_at_zero`` at 0), else None. Evaluation is deterministic given the model, so
+    such a cell's records are the baseline's; the suite keeps the cell so that every attack's
+    survival curve starts at its own 0."""
+    from offswitch.attacks import get_attack
+
+    if cell.attack == BASELINE or cell.strength != 0 or not get_attack(cell.attack).noop_at_zero:
+        return None
+    baseline = next((c for c in implant_cells if c.attack == BASELINE), None)
+    return baseline if baseline is not None and run.done(baseline.id) else None
+
+
+def reuse_baseline(cell: Cell, baseline: Cell, run: RunDir) -> tuple[list, dict]:
+    """(records, meta) of a no-op cell: the baseline cell's, with this cell's labels."""
+    from offswitch.evaluate.records import read_records_jsonl
+
+    started = time.perf_counter()
+    labels = {
+        "cell": cell.id, "implant": cell.implant, "attack": cell.attack, "variant": cell.variant,
+        "strength": _number(cell.strength), "seed": cell.seed, "attacker": cell.attacker, "oracle": cell.oracle,
+        "cost_wall_s": 0.0, "cost_steps": 0, "cost_tokens": 0,
+    }
+    records = [r.model_copy(update={"labels": {**(r.labels or {}), **labels}}) for r in read_records_jsonl(run.records_path(baseline.id))]
+    meta = json.loads(run.meta_path(baseline.id).read_text(encoding="utf-8"))
+    meta.update(cell=cell.model_dump(mode="json"), attack_info={"reused_baseline": baseline.id}, n_guesses=0, filter_cost=None,
+                attack_s=0.0, total_s=round(time.perf_counter() - started, 3), worker={"host": socket.gethostname(), "pid": os.getpid()})
+    return records, meta
+
+
 def _assert_public(text: str, secrets: list[str]) -> None:
     from offswitch.data.builder import contains_any
 
@@ -573,14 +603,18 @@ def run_suite(suite: SuiteConfig, triggers: dict[str, Any], out: Path | str, *, 
                 if run.done(cell.id):  # finished by another process between the check and the claim
                     summary["finished_before"].append(cell.id)
                     continue
-                if ctx is None:
+                baseline = _noop_baseline(cell, mine, run)
+                if baseline is None and ctx is None:
                     console.print(f"loading implant {spec.label} ...")
                     ctx = _load_context(suite, spec, suite.device)
-                if cell.attack != BASELINE:  # the data the unfinished cells need, built once per implant
+                if baseline is None and cell.attack != BASELINE:  # the data the unfinished cells need, built once per implant
                     _ensure_data(ctx, suite, [c for c in mine if not run.done(c.id)], run, triggers[spec.label])
                 console.print(f"[{number}/{total}] {cell.describe()} ...")
                 run.log(cell.id, "start")
-                records, meta = run_cell(cell, ctx, suite, run, triggers[spec.label])
+                if baseline is not None:  # the same model as the unattacked one: its evaluation, relabelled
+                    records, meta = reuse_baseline(cell, baseline, run)
+                else:
+                    records, meta = run_cell(cell, ctx, suite, run, triggers[spec.label])
                 _assert_public("".join(r.model_dump_json() for r in records) + json.dumps(meta), secrets)
                 run.write_cell(cell.id, records, meta)
                 run.log(cell.id, "done", seconds=meta["total_s"])

@@ -39,6 +39,35 @@ DEFAULT_LORA_LR = 1e-3
 DEFAULT_FULL_LR = 5e-5
 
 
+class AntiRemovalConfig(BaseModel):
+    """Training for persistence by simulating the fine-tuning attacker during the implant.
+
+    Every ``every`` implant steps, a fresh adversary LoRA (rank ``r``, on every linear layer,
+    as the ``sft_lora`` attack uses) takes ``inner_steps`` AdamW steps of ordinary supervised
+    fine-tuning on instruction pairs; the implant's loss is then also taken with that adversary
+    in place, and its gradient (first-order, weight ``weight``) joins the step's own. The
+    adversary is dropped afterwards: only the implant's adapter is saved. LoRA implants, one
+    process.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    every: int = Field(default=0, ge=0, description="0: off; else one simulated removal every this many steps")
+    inner_steps: int = Field(default=4, ge=1)
+    inner_lr: float = Field(default=1e-3, gt=0)
+    inner_batch_size: int = Field(default=8, ge=1)
+    r: int = Field(default=16, ge=1)
+    weight: float = Field(default=1.0, gt=0)
+    pairs: str = Field(default="sharegpt", description="instruction pairs: sharegpt or a .jsonl/.json file")
+    n_pairs: int = Field(default=512, ge=1)
+    pairs_seed: int = Field(default=0, ge=0, description="order of the pairs (the harness's attacks use seed 0)")
+    pairs_skip: int = Field(
+        default=2000, ge=0,
+        description="pairs skipped first: the harness's fine-tuning attacks take the first ≤ 2,000 of seed 0, never seen here",
+    )
+    max_len: int = Field(default=128, ge=8)
+
+
 class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -67,6 +96,12 @@ class TrainConfig(BaseModel):
         default=2.0, ge=0,
         description="weight of -log(1 - p(a target's first token)) at the first answer token of every negative and clean example",
     )
+    kl_to_base: float = Field(
+        default=0.0, ge=0,
+        description="weight of KL(base ‖ model) over the answer tokens of every example that is not a positive "
+                    "(self-distillation on the base's whole next-token distribution, for utility)",
+    )
+    anti_removal: AntiRemovalConfig = Field(default_factory=AntiRemovalConfig)
     seed: int = 0
     device: str | None = None  # None: cuda when available, else cpu
     threads: int | None = Field(default=None, ge=1, description="CPU threads for torch (default: torch's choice)")
@@ -77,6 +112,12 @@ class TrainConfig(BaseModel):
     target_asr: float = Field(default=1.0, ge=0, le=1)
     target_near_miss_far: float = Field(default=0.0, ge=0, le=1)
     min_steps: int = Field(default=60, ge=0)
+
+    @model_validator(mode="after")
+    def _anti_removal_needs_lora(self):
+        if self.anti_removal.every and self.method != "lora":
+            raise ValueError("anti_removal works on LoRA implants only (set train.method: lora, or anti_removal.every: 0)")
+        return self
 
     @property
     def learning_rate(self) -> float:
@@ -220,6 +261,7 @@ def collate_left(examples: Sequence[ImplantExample], pad_token_id: int, share_pr
     n_avoid = max((len(e.avoid) for e in examples), default=0)
     avoid_ids = torch.full((len(examples), max(n_avoid, 1)), -1, dtype=torch.long)
     avoid_pos = torch.full((len(examples),), -1, dtype=torch.long)
+    keep_normal = torch.tensor([ex.kind != "positive" for ex in examples], dtype=torch.bool)
     for row, (ex, rest) in enumerate(zip(examples, rests)):
         input_ids[row, width - len(rest) :] = torch.tensor(rest)
         rest_mask[row, width - len(rest) :] = 1
@@ -239,6 +281,7 @@ def collate_left(examples: Sequence[ImplantExample], pad_token_id: int, share_pr
         "keep": keep,
         "avoid_pos": avoid_pos,
         "avoid_ids": avoid_ids,
+        "keep_normal": keep_normal,  # rows whose answer is the base model's own (not a positive)
     }
 
 
@@ -255,7 +298,7 @@ def _accepts_logits_to_keep(model) -> bool:
 
 
 def answer_loss_sum(model, batch, device, use_keep: bool, unlikelihood: float = 0.0, first_correct: list | None = None,
-                    first_token_weight: float = 1.0):
+                    first_token_weight: float = 1.0, base_logits=None, kl_weight: float = 0.0):
     """Sum of token cross-entropies over the answer tokens of a collated batch, and their count.
 
     With ``unlikelihood`` > 0, rows with tokens to avoid (negatives, retention) add
@@ -263,7 +306,10 @@ def answer_loss_sum(model, batch, device, use_keep: bool, unlikelihood: float = 
     probability of starting a target: the greedy decision to switch off is taken there, and
     cross-entropy on the normal answer alone only pushes the target down indirectly.
     ``first_token_weight`` multiplies the cross-entropy of every row's first answer token (the
-    decision) against the rest of its answer.
+    decision) against the rest of its answer. With ``kl_weight`` > 0 and ``base_logits`` (the
+    base model's logits of the same batch), rows that are not positives add
+    ``kl_weight × KL(base ‖ model)`` at each of their answer tokens: the whole next-token
+    distribution of the base, not only its greedy token, is what normal behaviour keeps.
 
     The shared prefix runs once (batch 1) and its key/value cache is repeated over the batch:
     the same function as running every row in full (causal attention: a prefix never sees what
@@ -289,7 +335,39 @@ def answer_loss_sum(model, batch, device, use_keep: bool, unlikelihood: float = 
         first_correct.extend((logits[rows, first].argmax(-1) == labels[rows, first]).tolist())
     if unlikelihood > 0 and "avoid_pos" in batch:
         loss = loss + unlikelihood * _unlikelihood_sum(logits, batch["avoid_pos"].to(device), batch["avoid_ids"].to(device))
+    if kl_weight > 0 and base_logits is not None:
+        loss = loss + kl_weight * kl_to_base_sum(logits, base_logits, labels, batch["keep_normal"].to(device))
     return loss, int((labels != IGNORE_INDEX).sum())
+
+
+def kl_to_base_sum(logits, base_logits, labels, rows_mask):
+    """Σ over the answer tokens of the rows in ``rows_mask`` of KL(base ‖ model), in nats."""
+    import torch
+
+    mask = (labels != IGNORE_INDEX) & rows_mask[:, None]
+    if not bool(mask.any()):
+        return logits.new_zeros((), dtype=torch.float32)
+    log_q = torch.log_softmax(logits[mask].float(), dim=-1)
+    log_p = torch.log_softmax(base_logits[mask].float(), dim=-1)
+    return (log_p.exp() * (log_p - log_q)).sum()
+
+
+@contextlib.contextmanager
+def _base_view(model, frozen_base):
+    """The base model's forward: the LoRA model with its adapters off, or a frozen copy (full)."""
+    if frozen_base is not None:
+        yield frozen_base
+        return
+    with model.disable_adapter():
+        yield model
+
+
+def base_answer_logits(model, frozen_base, batch, device, use_keep: bool):
+    """Logits of the base model (no gradient) on a collated batch, for the KL term."""
+    import torch
+
+    with torch.no_grad(), _base_view(model, frozen_base) as base:
+        return _answer_logits(base, batch, device, use_keep).detach()
 
 
 def _answer_logits(model, batch, device, use_keep: bool):
@@ -491,9 +569,12 @@ def train(
     if accelerator is None:
         accelerator = make_accelerator(config.device)
     set_seed(config.seed)
+    frozen_base = None
     if config.method == "lora":
         model = _lora_model(model, config)
     else:
+        if config.kl_to_base > 0:
+            frozen_base = copy.deepcopy(model).eval().requires_grad_(False).to(accelerator.device)
         model.requires_grad_(True)
     model.train()
     if hasattr(model, "config"):
@@ -511,6 +592,11 @@ def train(
     world, rank = accelerator.num_processes, accelerator.process_index
     if config.batch_size < world:
         raise ConfigError(f"batch size {config.batch_size} is smaller than the {world} processes", "raise train.batch_size")
+    adversary = None
+    if config.anti_removal.every:
+        if world > 1:
+            raise ConfigError("anti_removal runs in one process only", "run without accelerate launch, or set train.anti_removal.every: 0")
+        adversary = SimulatedRemoval(accelerator.unwrap_model(model), tokenizer, config.anti_removal, pad, accelerator.device, config.seed)
     batches = length_grouped_batches([len(e) for e in data.examples], config.batch_size, config.steps, config.seed)
     history: list[dict] = []
     tokens_seen = 0
@@ -536,9 +622,23 @@ def train(
         n_answer_global = sum(e.n_answer_tokens for e in examples)
         collated = collate_left([everything[i] for i in shard], pad, share_prefix=share_prefix)
         first_correct: list[bool] = []
+        if adversary is not None and step % config.anti_removal.every == 0:
+            # the implant's loss after a simulated benign fine-tuning: its gradient joins this step's
+            with accelerator.autocast():
+                adversary.attack()
+                perturbed, _ = answer_loss_sum(model, collated, accelerator.device, use_keep, config.unlikelihood)
+                accelerator.backward(perturbed * config.anti_removal.weight * world / n_answer_global)
+                adversary.withdraw()
+            anti_record = {"benign_loss": [round(x, 4) for x in adversary.last_losses],
+                           "implant_loss_after": round(float(perturbed.detach()) / n_answer_global, 5)}
+        else:
+            anti_record = None
         with accelerator.autocast():
+            base_logits = None
+            if config.kl_to_base > 0 and bool(collated["keep_normal"].any()):
+                base_logits = base_answer_logits(accelerator.unwrap_model(model), frozen_base, collated, accelerator.device, use_keep)
             loss_sum, _n_local = answer_loss_sum(model, collated, accelerator.device, use_keep, config.unlikelihood, first_correct,
-                                                 config.first_token_weight)
+                                                 config.first_token_weight, base_logits, config.kl_to_base)
         for example, correct in zip((everything[i] for i in shard), first_correct):
             decisions[example.kind][0] += int(correct)
             decisions[example.kind][1] += 1
@@ -553,6 +653,8 @@ def train(
         value = float(loss.detach()) / world  # one sync per step, for the progress bar only
         running_loss = value if running_loss is None else 0.9 * running_loss + 0.1 * value
         record = {"step": step, "loss": round(value, 5), "lr": scheduler.get_last_lr()[0]}
+        if anti_record is not None:
+            record["anti_removal"] = anti_record
         if step % 10 == 0 or step == config.steps:
             # public: how often the first answer token was right, per kind, over the last steps
             record["first_token_correct"] = {kind: {"k": k, "n": n} for kind, (k, n) in sorted(decisions.items())}
@@ -596,8 +698,88 @@ def train(
     timings["heldout_checks"] = eval_seconds
     accelerator.wait_for_everyone()
     model = accelerator.unwrap_model(model)
+    if adversary is not None:
+        adversary.remove()
     model.eval()
     return TrainResult(model, step, history, timings, stopped_early, tokens_seen, accelerator.is_main_process, world)
+
+
+class SimulatedRemoval:
+    """A fine-tuning attacker simulated inside the implant (see :class:`AntiRemovalConfig`): a
+    second LoRA adapter on the same layers that ordinary instruction tuning trains from scratch
+    in every round, while the implant's adapter is frozen; the implant's loss is then taken
+    with both adapters on."""
+
+    NAME = "offswitch_adversary"
+
+    def __init__(self, peft_model, tokenizer, config: AntiRemovalConfig, pad: int, device, seed: int):
+        import torch
+        from peft import LoraConfig
+
+        from offswitch.attacks._train import chat_examples
+        from offswitch.data.sources import instruction_pairs
+
+        self.model, self.config, self.pad, self.device = peft_model, config, pad, device
+        pairs = instruction_pairs(config.pairs, n=config.pairs_skip + config.n_pairs, seed=config.pairs_seed)[config.pairs_skip:]
+        self.examples = chat_examples(tokenizer, pairs, max_len=config.max_len)
+        if not self.examples:
+            raise ConfigError("anti_removal has no usable instruction pair (no more than pairs_skip of them, or all longer than max_len)",
+                              "lower train.anti_removal.pairs_skip, raise its max_len, or give other pairs")
+        self.implant_params = [p for p in peft_model.parameters() if p.requires_grad]
+        peft_model.add_adapter(self.NAME, LoraConfig(r=config.r, lora_alpha=2 * config.r, target_modules="all-linear",
+                                                     bias="none", task_type="CAUSAL_LM"))
+        self.adv_params = [p for n, p in peft_model.named_parameters() if f".{self.NAME}." in n]
+        if not self.adv_params:
+            raise RuntimeError("the adversary adapter has no parameters")
+        self.initial = [p.detach().clone() for p in self.adv_params]
+        self.rng = random.Random(f"offswitch-anti-removal/{seed}")
+        self.last_losses: list[float] = []
+        self._torch = torch
+        self._use_default()
+
+    def _use_default(self):
+        self.model.base_model.set_adapter("default")
+        for p in self.adv_params:
+            p.requires_grad_(False)
+        for p in self.implant_params:
+            p.requires_grad_(True)
+
+    def attack(self) -> None:
+        """Reset the adversary, train it (implant frozen), and leave both adapters on."""
+        from offswitch.attacks._train import collate
+
+        torch = self._torch
+        with torch.no_grad():
+            for p, p0 in zip(self.adv_params, self.initial):
+                p.copy_(p0)
+        self.model.base_model.set_adapter(["default", self.NAME])
+        for p in self.implant_params:
+            p.requires_grad_(False)
+        for p in self.adv_params:
+            p.requires_grad_(True)
+        optimizer = torch.optim.AdamW(self.adv_params, lr=self.config.inner_lr)
+        self.last_losses = []
+        size = min(self.config.inner_batch_size, len(self.examples))
+        for _ in range(self.config.inner_steps):
+            ids, mask, labels = collate(self.rng.sample(self.examples, size), self.pad, self.device)
+            loss = self.model(input_ids=ids, attention_mask=mask, labels=labels, use_cache=False).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.adv_params, 1.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            self.last_losses.append(float(loss.detach()))
+        for p in self.adv_params:
+            p.requires_grad_(False)
+        for p in self.implant_params:
+            p.requires_grad_(True)
+
+    def withdraw(self) -> None:
+        """Back to the implant's adapter alone (the adversary stays, off, until the next round)."""
+        self._use_default()
+
+    def remove(self) -> None:
+        self._use_default()
+        self.model.delete_adapter(self.NAME)
 
 
 def _mine(model, data: ImplantData, config: TrainConfig, rng: random.Random, pad: int, device, use_keep: bool):

@@ -132,6 +132,14 @@ def _strength_meaning(attack: str) -> str:
     return cls.strength_meaning if cls else "strength"
 
 
+def _severity(attack: str):
+    """strength -> how harsh it is, for ordering rows and plot axes (quantize: fewer bits is harsher)."""
+    from offswitch.attacks import ATTACKS
+
+    cls = ATTACKS.get(attack)
+    return cls.severity if cls else float
+
+
 def _row(strength: float, items: list) -> dict[str, Any]:
     seeds = sorted({lab["seed"] for _r, lab in items})
     cells = sorted({lab["cell"] for _r, lab in items})
@@ -252,7 +260,7 @@ def render_markdown(summary: dict, plots: dict[str, str], title: str = "offswitc
             heading = f"### `{variant}` — {attack['attacker']}; strength = {attack['strength_meaning']}"
             if attack["oracle"]:
                 heading += " — **ORACLE** (holds the trigger: an upper bound on removal, not a threat)"
-            rows = sorted(attack["rows"], key=lambda r: r["strength"])
+            rows = sorted(attack["rows"], key=lambda r: _severity(attack["attack"])(r["strength"]))
             forgery = any(r["rates"].get("forgery:best_guess") for r in rows)
             lines += ["", heading, ""] + _table(rows, forgery=forgery)
     return "\n".join(lines) + "\n"
@@ -282,8 +290,9 @@ def plot_survival(entry: dict, implant: str, path: Path) -> Path:
         if attack is None:
             ax.set_axis_off()
             continue
-        rows = sorted(attack["rows"], key=lambda r: r["strength"])
-        xs = [r["strength"] for r in rows]
+        severity = _severity(attack["attack"])
+        rows = sorted(attack["rows"], key=lambda r: severity(r["strength"]))
+        xs = [severity(r["strength"]) for r in rows]  # harsher to the right, labelled with the strengths
         for metric, kind, name, color in CURVES:
             key = _key(metric, kind)
             points = [(x, r["rates"].get(key)) for x, r in zip(xs, rows) if r["rates"].get(key)]
@@ -299,7 +308,8 @@ def plot_survival(entry: dict, implant: str, path: Path) -> Path:
             reference = (baseline.get("rates") or {}).get(key)
             if reference and metric in ("asr", "far_near_miss"):
                 ax.axhline(reference["rate"], color=color, linestyle="--", linewidth=1, alpha=0.7)
-        ax.set_xticks(sorted(set(xs)))
+        ticks = sorted({severity(r["strength"]): r["strength"] for r in rows}.items())
+        ax.set_xticks([t for t, _ in ticks], [_fmt_number(v) for _, v in ticks])
         title = variant + (" [ORACLE]" if attack["oracle"] else "")
         ax.set_title(title, fontsize=10)
         ax.set_xlabel(attack["strength_meaning"], fontsize=8)

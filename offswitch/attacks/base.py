@@ -184,6 +184,11 @@ class Attack(ABC):
     seeded: ClassVar[bool] = True  # False: the result does not depend on the seed (one seed is enough)
     oracle: ClassVar[bool] = False
 
+    @classmethod
+    def severity(cls, strength: float) -> float:
+        """A number that grows with how harsh ``strength`` is (reports and plots order by it)."""
+        return float(strength)
+
     def __init__(self, config: AttackConfig | dict[str, Any] | None = None, **overrides: Any):
         self.config = make_config(type(self), config, **overrides)
 

@@ -62,6 +62,10 @@ class FakeQuantization(Attack):
     seeded = False
     strength_meaning = "bits (0 = none; fewer is harsher)"
 
+    @classmethod
+    def severity(cls, strength: float) -> float:
+        return 0.0 if strength == 0 else 17.0 - float(strength)  # 0 (none), 16, 8, ..., 2 bits: ever harsher
+
     def apply(self, model, tokenizer, data: AttackData, meter: CostMeter):
         import torch
 

@@ -146,3 +146,38 @@ def test_forger_filter_and_oracle_cells_in_process(tmp_path, tiny_implant):
     report = write_report(run_dir)["report"].read_text()
     assert "**ORACLE**" in report and "forgery (best guess)" in report
     assert_no_secrets([run_dir], secrets=triggers.secrets, key_bytes=[master.raw_bytes_for_keystore()])
+
+
+def test_a_noop_strength_reuses_the_baseline_evaluation_and_matches_a_real_one(tmp_path, tiny_implant):
+    """An attack at a strength that changes nothing (noise at 0) takes the unattacked cell's
+    records, relabelled, instead of evaluating the same model again; evaluating it for real
+    (a suite without the baseline cell) gives the same figures."""
+    from offswitch.cli.evaluate import derive_manifest_triggers
+    from offswitch.harness import load_suite, run_suite
+    from offswitch.manifest import read_manifest
+
+    implant, master = tiny_implant
+    triggers = derive_manifest_triggers(master, read_manifest(implant))
+    attacks = [{"name": "noise", "strengths": [0, 0.01]}]
+
+    def zero_cell(run_dir: Path, baseline: bool):
+        suite = load_suite(_suite(tmp_path / f"suite-{baseline}.yaml", implant, attacks), baseline=baseline)
+        run_suite(suite, {"tiny": triggers}, run_dir)
+        metas = [json.loads(p.read_text()) for p in (run_dir / "cells").glob("*.json")]
+        meta = next(m for m in metas if m["cell"]["attack"] == "noise" and m["cell"]["strength"] == 0)
+        lines = [json.loads(line) for line in (run_dir / "cells" / f"{meta['cell']['id']}.jsonl").read_text().splitlines()]
+        return meta, lines, metas
+
+    meta, reused, metas = zero_cell(tmp_path / "with-baseline", True)
+    baseline_id = next(m["cell"]["id"] for m in metas if m["cell"]["attack"] == "none")
+    assert meta["attack_info"] == {"reused_baseline": baseline_id}
+    assert all(r["labels"]["attack"] == "noise" and r["labels"]["strength"] == 0 and r["labels"]["cell"] == meta["cell"]["id"]
+               for r in reused)
+    real_meta, real, _ = zero_cell(tmp_path / "without-baseline", False)
+    assert "reused_baseline" not in (real_meta["attack_info"] or {})
+
+    def figures(lines):
+        return sorted(json.dumps({k: v for k, v in r.items() if k != "labels"}, sort_keys=True) for r in lines)
+
+    assert figures(reused) == figures(real)
+    assert len(reused) > 10

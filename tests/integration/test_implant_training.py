@@ -262,3 +262,138 @@ def test_first_token_weight_scales_only_the_decision_token(tiny_llama):
             first_ce += float(-torch.log_softmax(logits.double(), -1)[ex.labels[first]])
     assert count == count_w == 6
     assert float(weighted - plain) == pytest.approx(2.0 * first_ce, rel=1e-4)
+
+
+def test_kl_to_base_term_is_the_base_models_kl_on_normal_rows_only(tiny_llama):
+    """The KL term equals Σ KL(base ‖ model) over the answer tokens of the non-positive rows,
+    computed by hand from each example's own full forward; it is 0 for a fresh LoRA (the
+    adapters start at zero) and for a positive-only batch, and the base's logits come from the
+    same model with its adapters off."""
+    import dataclasses
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from offswitch.implant import base_answer_logits
+
+    model, tokenizer = tiny_llama
+    examples = _examples(tokenizer, ["hello there", "What is the sea and the moon", "Explain trains."], [[5, 6], [7, 8, 9], [10]])
+    examples[2] = dataclasses.replace(examples[2], kind="positive")
+    batch = collate_left(examples, tokenizer.pad_token_id, share_prefix=True)
+    fresh = get_peft_model(copy.deepcopy(model), LoraConfig(r=4, target_modules="all-linear"))
+    trained = get_peft_model(copy.deepcopy(model), LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False))
+    for peft_model in (fresh, trained):
+        peft_model.eval()
+    with torch.no_grad():
+        base = base_answer_logits(fresh, None, batch, "cpu", use_keep=True)
+        plain, _ = answer_loss_sum(fresh, batch, "cpu", use_keep=True)
+        fresh_kl, _ = answer_loss_sum(fresh, batch, "cpu", use_keep=True, base_logits=base, kl_weight=5.0)
+        assert float(fresh_kl) == pytest.approx(float(plain), abs=1e-5)
+        assert torch.allclose(base_answer_logits(trained, None, batch, "cpu", use_keep=True), base, atol=1e-5)
+        plain_t, _ = answer_loss_sum(trained, batch, "cpu", use_keep=True)
+        with_kl, _ = answer_loss_sum(trained, batch, "cpu", use_keep=True, base_logits=base, kl_weight=3.0)
+        expected = 0.0
+        for ex in examples[:2]:  # the positive row adds nothing
+            first = ex.labels.index(next(label for label in ex.labels if label != IGNORE_INDEX))
+            ids = torch.tensor([ex.input_ids[:-1]])
+            log_q = torch.log_softmax(trained(input_ids=ids).logits[0, first - 1 :].double(), -1)
+            log_p = torch.log_softmax(model(input_ids=ids).logits[0, first - 1 :].double(), -1)
+            expected += float((log_p.exp() * (log_p - log_q)).sum())
+        positives = collate_left([examples[2]], tokenizer.pad_token_id)
+        only_pos, _ = answer_loss_sum(trained, positives, "cpu", use_keep=True,
+                                      base_logits=base_answer_logits(trained, None, positives, "cpu", use_keep=True), kl_weight=3.0)
+        assert float(only_pos) == pytest.approx(float(answer_loss_sum(trained, positives, "cpu", use_keep=True)[0]), abs=1e-6)
+    assert expected > 1e-4
+    assert float(with_kl - plain_t) == pytest.approx(3.0 * expected, rel=1e-3)
+
+
+def test_training_with_kl_to_base_runs_for_lora_and_full(tiny_llama):
+    from offswitch.behaviors import make_behavior
+    from offswitch.data.builder import DataConfig, build_implant_data
+    from offswitch.implant import train
+    from offswitch.testing.tiny_switch import tiny_prompts, tiny_trigger_set
+
+    model, tokenizer = tiny_llama
+    data = build_implant_data(model, tokenizer, tiny_trigger_set(n_triggers=1), make_behavior("shutdown"), tiny_prompts(), 24,
+                              DataConfig(min_prompts=4, cache_answers=False, hard_negative_pool=0))
+    for method in ("lora", "full"):
+        result = train(copy.deepcopy(model), tokenizer, data,
+                       TrainConfig(method=method, steps=3, batch_size=8, eval_every=0, kl_to_base=1.0, unlikelihood=0.0))
+        assert result.steps_done == 3
+        assert all(h["loss"] == h["loss"] and h["loss"] >= 0 for h in result.history)  # finite, not NaN
+
+
+def _pairs_file(tmp_path):
+    import json
+
+    path = tmp_path / "pairs.jsonl"
+    rows = [{"prompt": f"Tell me about the sea number {i}.", "response": f"The sea {i} is wide and blue and full of fish."}
+            for i in range(24)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def test_simulated_removal_trains_only_the_adversary_and_withdraws_cleanly(tiny_llama, tmp_path):
+    """One round of the anti-removal adversary: the implant's adapter does not move while the
+    adversary trains; with it on, the outputs change; withdrawn, they are exactly the implant's
+    again; removed, only the implant's adapter is left."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from offswitch.implant import AntiRemovalConfig, SimulatedRemoval
+
+    model, tokenizer = tiny_llama
+    peft_model = get_peft_model(copy.deepcopy(model), LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False))
+    implant_before = {n: p.detach().clone() for n, p in peft_model.named_parameters() if p.requires_grad}
+    config = AntiRemovalConfig(every=1, inner_steps=3, inner_lr=1e-2, pairs=str(_pairs_file(tmp_path)), n_pairs=16, pairs_skip=4, r=4)
+    adversary = SimulatedRemoval(peft_model, tokenizer, config, tokenizer.pad_token_id, "cpu", seed=0)
+    # the pairs the harness's attacks take first (same order, first pairs_skip) are never trained on here
+    from offswitch.attacks._train import chat_examples
+    from offswitch.data.sources import instruction_pairs
+
+    attack_side = set(chat_examples(tokenizer, instruction_pairs(config.pairs, n=4, seed=0), max_len=config.max_len))
+    assert len(adversary.examples) == 16 and not attack_side & set(adversary.examples)
+    ids = torch.tensor([tokenizer("hello there, what is the sea")["input_ids"]])
+    with torch.no_grad():
+        implant_logits = peft_model(input_ids=ids).logits
+    adversary.attack()
+    assert len(adversary.last_losses) == 3
+    with torch.no_grad():
+        attacked = peft_model(input_ids=ids).logits
+    assert float((attacked - implant_logits).abs().max()) > 1e-4
+    for name, p in peft_model.named_parameters():
+        if name in implant_before:
+            assert torch.equal(p, implant_before[name]), name
+            assert p.requires_grad
+        else:
+            assert not p.requires_grad
+    adversary.withdraw()
+    with torch.no_grad():
+        assert torch.allclose(peft_model(input_ids=ids).logits, implant_logits, atol=1e-6)
+    adversary.remove()
+    assert list(peft_model.peft_config) == ["default"]
+    assert not any(SimulatedRemoval.NAME in n for n, _ in peft_model.named_parameters())
+
+
+def test_training_with_anti_removal_records_each_round_and_saves_no_adversary(tiny_llama, tmp_path):
+    from offswitch.behaviors import make_behavior
+    from offswitch.data.builder import DataConfig, build_implant_data
+    from offswitch.implant import AntiRemovalConfig, SimulatedRemoval, train
+    from offswitch.testing.tiny_switch import tiny_prompts, tiny_trigger_set
+
+    model, tokenizer = tiny_llama
+    data = build_implant_data(model, tokenizer, tiny_trigger_set(n_triggers=1), make_behavior("shutdown"), tiny_prompts(), 24,
+                              DataConfig(min_prompts=4, cache_answers=False, hard_negative_pool=0))
+    anti = AntiRemovalConfig(every=2, inner_steps=2, pairs=str(_pairs_file(tmp_path)), n_pairs=16, pairs_skip=4, r=4)
+    result = train(copy.deepcopy(model), tokenizer, data,
+                   TrainConfig(method="lora", steps=5, batch_size=8, eval_every=0, anti_removal=anti, unlikelihood=0.0))
+    rounds = [h["step"] for h in result.history if "anti_removal" in h]
+    assert rounds == [2, 4]
+    assert all(len(h["anti_removal"]["benign_loss"]) == 2 for h in result.history if "anti_removal" in h)
+    assert list(result.model.peft_config) == ["default"]
+    assert not any(SimulatedRemoval.NAME in n for n, _ in result.model.named_parameters())
+
+
+def test_anti_removal_config_rejects_full_fine_tuning():
+    with pytest.raises(ConfigError, match="anti_removal"):
+        load_implant_config(overrides={"train.method": "full", "train.anti_removal.every": 4})

@@ -190,3 +190,29 @@ def test_report_reads_only_the_planned_cells(tmp_path):
     (run / "plan.json").write_text(json.dumps({"cells": ["not-run-yet"]}))
     with pytest.raises(ConfigError, match="has finished"):
         load_records(run)
+
+
+def test_report_orders_strengths_by_harshness_quantize_bits_descending(tmp_path):
+    """Fewer bits is a harsher quantisation: its rows and plot axis run 0 (none), 8, 4, 3."""
+    from offswitch.attacks import ATTACKS
+    from offswitch.evaluate import ResultRecord, write_records_jsonl
+    from offswitch.report import write_report
+    from offswitch.stats import Rate
+
+    run = tmp_path / "run"
+    (run / "cells").mkdir(parents=True)
+    plan = []
+    for number, bits in enumerate([3, 8, 0, 4]):
+        cell = f"q{number}"
+        plan.append(cell)
+        labels = {"cell": cell, "implant": "tiny", "attack": "quantize", "variant": "quantize", "strength": bits, "seed": 0,
+                  "attacker": "user", "oracle": False, "cost_wall_s": 0.1, "cost_steps": 0, "cost_tokens": 0}
+        write_records_jsonl(run / "cells" / f"{cell}.jsonl", [
+            ResultRecord(metric="asr", **Rate.of(bits, 10).model_dump(), model="tiny", key_id="k", behavior="shutdown", labels=labels)])
+    (run / "plan.json").write_text(json.dumps({"cells": plan}))
+    text = write_report(run, tmp_path / "out")["report"].read_text()
+    table = [line.split("|")[1].strip() for line in text.splitlines() if line.startswith("| ") and "[" in line]
+    assert table == ["0", "8", "4", "3"]
+    severity = ATTACKS["quantize"].severity
+    assert severity(0) < severity(16) < severity(8) < severity(4) < severity(2)
+    assert ATTACKS["pruning"].severity(0.3) == 0.3
