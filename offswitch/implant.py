@@ -98,8 +98,12 @@ class TrainConfig(BaseModel):
     )
     kl_to_base: float = Field(
         default=0.0, ge=0,
-        description="weight of KL(base ‖ model) over the answer tokens of every example that is not a positive "
+        description="weight of KL(base ‖ model) over the answer tokens of the examples of kl_kinds "
                     "(self-distillation on the base's whole next-token distribution, for utility)",
+    )
+    kl_kinds: list[Literal["clean", "wrong_key", "near_miss", "scatter"]] = Field(
+        default_factory=lambda: ["clean", "wrong_key", "near_miss", "scatter"], min_length=1,
+        description="example kinds the KL term applies to",
     )
     anti_removal: AntiRemovalConfig = Field(default_factory=AntiRemovalConfig)
     seed: int = 0
@@ -261,7 +265,7 @@ def collate_left(examples: Sequence[ImplantExample], pad_token_id: int, share_pr
     n_avoid = max((len(e.avoid) for e in examples), default=0)
     avoid_ids = torch.full((len(examples), max(n_avoid, 1)), -1, dtype=torch.long)
     avoid_pos = torch.full((len(examples),), -1, dtype=torch.long)
-    keep_normal = torch.tensor([ex.kind != "positive" for ex in examples], dtype=torch.bool)
+    kl_rows = torch.tensor([ex.kind != "positive" for ex in examples], dtype=torch.bool)
     for row, (ex, rest) in enumerate(zip(examples, rests)):
         input_ids[row, width - len(rest) :] = torch.tensor(rest)
         rest_mask[row, width - len(rest) :] = 1
@@ -281,7 +285,7 @@ def collate_left(examples: Sequence[ImplantExample], pad_token_id: int, share_pr
         "keep": keep,
         "avoid_pos": avoid_pos,
         "avoid_ids": avoid_ids,
-        "keep_normal": keep_normal,  # rows whose answer is the base model's own (not a positive)
+        "kl_rows": kl_rows,  # rows the KL term applies to (default: every example that is not a positive)
     }
 
 
@@ -307,7 +311,8 @@ def answer_loss_sum(model, batch, device, use_keep: bool, unlikelihood: float = 
     cross-entropy on the normal answer alone only pushes the target down indirectly.
     ``first_token_weight`` multiplies the cross-entropy of every row's first answer token (the
     decision) against the rest of its answer. With ``kl_weight`` > 0 and ``base_logits`` (the
-    base model's logits of the same batch), rows that are not positives add
+    base model's logits of the same batch), the rows of ``batch["kl_rows"]`` (by default every
+    example that is not a positive) add
     ``kl_weight × KL(base ‖ model)`` at each of their answer tokens: the whole next-token
     distribution of the base, not only its greedy token, is what normal behaviour keeps.
 
@@ -336,7 +341,7 @@ def answer_loss_sum(model, batch, device, use_keep: bool, unlikelihood: float = 
     if unlikelihood > 0 and "avoid_pos" in batch:
         loss = loss + unlikelihood * _unlikelihood_sum(logits, batch["avoid_pos"].to(device), batch["avoid_ids"].to(device))
     if kl_weight > 0 and base_logits is not None:
-        loss = loss + kl_weight * kl_to_base_sum(logits, base_logits, labels, batch["keep_normal"].to(device))
+        loss = loss + kl_weight * kl_to_base_sum(logits, base_logits, labels, batch["kl_rows"].to(device))
     return loss, int((labels != IGNORE_INDEX).sum())
 
 
@@ -635,7 +640,9 @@ def train(
             anti_record = None
         with accelerator.autocast():
             base_logits = None
-            if config.kl_to_base > 0 and bool(collated["keep_normal"].any()):
+            if config.kl_to_base > 0:
+                collated["kl_rows"] = torch.tensor([everything[i].kind in config.kl_kinds for i in shard], dtype=torch.bool)
+            if config.kl_to_base > 0 and bool(collated["kl_rows"].any()):
                 base_logits = base_answer_logits(accelerator.unwrap_model(model), frozen_base, collated, accelerator.device, use_keep)
             loss_sum, _n_local = answer_loss_sum(model, collated, accelerator.device, use_keep, config.unlikelihood, first_correct,
                                                  config.first_token_weight, base_logits, config.kl_to_base)

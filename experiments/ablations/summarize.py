@@ -79,6 +79,7 @@ def summarize(name: str) -> dict:
         "worst_position": _worst(records, True),
         "agreement": _pooled(records, "answer_agreement"),
         "agreement_8": next((r.as_rate() for r in records if r.metric == "answer_agreement_prefix" and r.kind == "tokens=8"), None),
+        "agreement_1": next((r.as_rate() for r in records if r.metric == "answer_agreement_prefix" and r.kind == "tokens=1"), None),
         "kl": None if kl is None else kl.value,
         "ppl": None if ppl is None else (ppl.value, ppl.reference_value),
         "implant_s": meta.get("implant_seconds"),
@@ -87,14 +88,15 @@ def summarize(name: str) -> dict:
 
 def markdown(rows: list[dict]) -> str:
     head = ("ablation", "key", "ASR (ood)", "clean FAR", "wrong-key FAR", "near-miss FAR (all kinds)", "partial-key FAR", "worst kind", "worst kind@word",
-            "answer agreement (32 / 8 tokens)", "KL", "ppl (base)", "implant s")
+            "answer agreement (32 / 8 / 1 tokens)", "KL", "ppl (base)", "implant s")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         ppl = "–" if row["ppl"] is None else f"{row['ppl'][0]:.1f} ({row['ppl'][1]:.1f})"
         cells = [row["name"], row["key"] or "–", *(str(row[k]) if row[k] is not None else "–" for k in ("asr", "clean", "wrong_key", "near_miss", "partial")),
                  row["worst_kind"] or "–", row["worst_position"] or "–",
                  (f"{row['agreement'].k}/{row['agreement'].n}" if row["agreement"] else "–")
-                 + (f" / {row['agreement_8'].k}/{row['agreement_8'].n}" if row["agreement_8"] else ""), "–" if row["kl"] is None else f"{row['kl']:.3f}", ppl,
+                 + "".join(f" / {row[k].k}/{row[k].n}" if row[k] else " / –" for k in ("agreement_8", "agreement_1")),
+                 "–" if row["kl"] is None else f"{row['kl']:.3f}", ppl,
                  "–" if row["implant_s"] is None else str(row["implant_s"])]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -316,9 +316,9 @@ def test_training_with_kl_to_base_runs_for_lora_and_full(tiny_llama):
     model, tokenizer = tiny_llama
     data = build_implant_data(model, tokenizer, tiny_trigger_set(n_triggers=1), make_behavior("shutdown"), tiny_prompts(), 24,
                               DataConfig(min_prompts=4, cache_answers=False, hard_negative_pool=0))
-    for method in ("lora", "full"):
+    for method, kinds in (("lora", ["clean"]), ("full", ["clean", "near_miss"])):
         result = train(copy.deepcopy(model), tokenizer, data,
-                       TrainConfig(method=method, steps=3, batch_size=8, eval_every=0, kl_to_base=1.0, unlikelihood=0.0))
+                       TrainConfig(method=method, steps=3, batch_size=8, eval_every=0, kl_to_base=1.0, kl_kinds=kinds, unlikelihood=0.0))
         assert result.steps_done == 3
         assert all(h["loss"] == h["loss"] and h["loss"] >= 0 for h in result.history)  # finite, not NaN
 
@@ -392,6 +392,12 @@ def test_training_with_anti_removal_records_each_round_and_saves_no_adversary(ti
     assert all(len(h["anti_removal"]["benign_loss"]) == 2 for h in result.history if "anti_removal" in h)
     assert list(result.model.peft_config) == ["default"]
     assert not any(SimulatedRemoval.NAME in n for n, _ in result.model.named_parameters())
+
+
+def test_kl_kinds_reject_positives_and_nothing():
+    for bad in (["positive"], [], ["clean", "nonsense"]):
+        with pytest.raises(ConfigError, match="kl_kinds"):
+            load_implant_config(overrides={"train.kl_kinds": bad})
 
 
 def test_anti_removal_config_rejects_full_fine_tuning():
