@@ -3,12 +3,15 @@
 # prompts of another source (heldout-ood), keep the (secret-free) records.
 #
 #   bash experiments/ablations/run.sh <name> [extra `offswitch implant` flags]
+#   ABLATION_KEY=k2 bash experiments/ablations/run.sh <name>    # the same ablation under another key
 #
 # Writes runs/ablations/<name>/ (the model; git-ignored) and
 # experiments/ablations/records/<name>.jsonl (committed). The key is made once under
 # runs/ablations/ and shared by every ablation of a machine, so ablations differ only in
 # their settings; a rerun elsewhere draws another key (and triggers), so expect numbers
-# within the intervals, not identical ones.
+# within the intervals, not identical ones. Near-miss FAR varies between keys (see
+# docs/switch-quality.md): ABLATION_KEY=<label> runs under runs/ablations/<label>.key (made on
+# first use) and names the records <name>@<label>, so a lever can be measured over several keys.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 name="${1:?usage: run.sh <name> [implant flags]}"; shift
@@ -19,9 +22,13 @@ export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
 root=runs/ablations
 mkdir -p "$root"
 pass="$root/passphrase"
-key="$root/ablation.key"
+key_label="${ABLATION_KEY:-ablation}"
+[[ "$key_label" =~ ^[A-Za-z0-9_-]+$ ]] || { echo "ABLATION_KEY must be letters, digits, - or _" >&2; exit 2; }
+key="$root/$key_label.key"
+tag=""; [[ "$key_label" == ablation ]] || tag="@$key_label"
 [[ -f "$pass" ]] || { umask 077; echo "ablation-passphrase-$RANDOM$RANDOM" > "$pass"; }
 [[ -f "$key" ]] || offswitch keygen "$key" --passphrase-file "$pass"
+name="$name$tag"
 out="$root/$name"
 # run from a snapshot of the package, so that editing the tree during a long run changes nothing
 code="$root/code-$name"
