@@ -36,6 +36,17 @@ def clopper_pearson(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
     return min(max(lo, 0.0), rate), max(min(hi, 1.0), rate)
 
 
+def fisher_exact(k1: int, n1: int, k2: int, n2: int) -> float:
+    """Two-sided p-value of Fisher's exact test that ``k1/n1`` and ``k2/n2`` share one rate
+    (how two ablations' counts are compared in docs/switch-quality.md)."""
+    for k, n in ((k1, n1), (k2, n2)):
+        if n < 0 or k < 0 or k > n:
+            raise ValueError(f"need 0 <= k <= n (got k={k}, n={n})")
+    from scipy.stats import fisher_exact as _fisher
+
+    return float(_fisher([[k1, n1 - k1], [k2, n2 - k2]]).pvalue)
+
+
 def min_trials_for_lower_bound(min_rate: float, alpha: float = 0.05) -> int:
     """The fewest trials for which n/n successes give a lower bound of at least ``min_rate``.
 

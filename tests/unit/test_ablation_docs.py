@@ -33,3 +33,15 @@ def test_a_changed_figure_is_caught(tmp_path):
     doc.write_text(text[:at] + "[9" + text[at + 1 :], encoding="utf-8")
     with pytest.raises(SystemExit):
         summarize.main(["--check", str(doc)])
+
+
+def test_compare_puts_two_ablations_side_by_side_with_fishers_p():
+    from offswitch.stats import fisher_exact
+
+    summarize = _summarize()
+    text = summarize.main(["--compare", "ul-mine-1t-rerun", "ul-mine-1t-kl"])
+    rows = {line.split("|")[1].strip(): line for line in text.splitlines()[2:]}
+    a, b = summarize.summarize("ul-mine-1t-rerun")["near_miss"], summarize.summarize("ul-mine-1t-kl")["near_miss"]
+    assert f"| {a.k}/{a.n} | {b.k}/{b.n} | {fisher_exact(a.k, a.n, b.k, b.n):.2g} |" in rows["near-miss FAR"]
+    with pytest.raises(SystemExit):
+        summarize.main(["--compare", "only-one"])

@@ -113,3 +113,22 @@ def test_min_trials_match_the_interval():
     assert clopper_pearson(n, n)[0] >= 0.99 > clopper_pearson(n - 1, n - 1)[0]
     n = min_trials_for_upper_bound(0.02)
     assert clopper_pearson(0, n)[1] <= 0.02 < clopper_pearson(0, n - 1)[1]
+
+
+def test_fisher_exact_known_values_and_laws():
+    from offswitch.stats import fisher_exact
+
+    assert fisher_exact(27, 50, 19, 50) == pytest.approx(0.1598, abs=1e-4)
+    assert fisher_exact(40, 100, 17, 100) == pytest.approx(5.06e-4, rel=1e-2)
+    assert fisher_exact(5, 10, 5, 10) == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        fisher_exact(3, 2, 0, 1)
+
+    @settings(max_examples=60, deadline=None)
+    @given(st.integers(0, 40), st.integers(0, 40), st.integers(0, 40), st.integers(0, 40))
+    def symmetric(a, b, c, d):
+        p = fisher_exact(a, a + b, c, c + d)
+        assert 0.0 <= p <= 1.0 + 1e-9
+        assert p == pytest.approx(fisher_exact(c, c + d, a, a + b), rel=1e-9, abs=1e-12)
+
+    symmetric()
