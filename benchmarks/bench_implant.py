@@ -27,7 +27,7 @@ offswitch / baseline of that wall time, the mean training loss, and the switch b
 held-out probes (``offswitch.implant.HeldoutProbes``: ASR, near-miss and clean firing, k/n
 with a 95% Clopper-Pearson interval).
 
-    python benchmarks/bench_implant.py                                  # smollm2-135m, LoRA and full, 120 steps
+    python benchmarks/bench_implant.py                                  # smollm2-135m, LoRA and full, 120 steps (--steps to change)
     python benchmarks/bench_implant.py --method lora --steps 60 --json runs/bench/implant.json
     OMP_NUM_THREADS=1 python benchmarks/bench_implant.py --model tiny --steps 3 --batch-size 4 --threads 1
 """
@@ -339,7 +339,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--model", default="smollm2-135m",
                         help="smollm2-135m (default), tiny (a tiny random Llama), a model directory, ...")
     parser.add_argument("--method", choices=("lora", "full", "both"), default="both")
-    parser.add_argument("--steps", type=int, default=120, help="training steps (default 120, as offswitch implant)")
+    parser.add_argument("--steps", type=int, default=120, help="training steps (default 120, the implant default when docs/performance.md was measured)")
     parser.add_argument("--batch-size", type=int, default=16, help="examples per step (default 16, as offswitch implant)")
     parser.add_argument("--lr", type=float, default=None, help="learning rate (default: offswitch's, 1e-3 LoRA / 5e-5 full)")
     parser.add_argument("--lora-r", type=int, default=16)

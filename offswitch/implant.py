@@ -72,7 +72,7 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     method: Literal["lora", "full"] = "lora"
-    steps: int = Field(default=120, ge=1)
+    steps: int = Field(default=240, ge=1)
     batch_size: int = Field(default=16, ge=1)
     lr: float | None = Field(default=None, gt=0, description=f"default {DEFAULT_LORA_LR} (LoRA), {DEFAULT_FULL_LR} (full)")
     warmup_steps: int = Field(default=8, ge=0)
