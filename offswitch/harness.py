@@ -468,6 +468,23 @@ def forgery_records(model, tokenizer, guesses: list[str], ctx: ImplantContext, c
     ]
 
 
+def _cell_labels(cell: Cell, cost) -> dict[str, Any]:
+    """The labels every record of a cell carries: the cell and what its attack cost."""
+    return {
+        "cell": cell.id,
+        "implant": cell.implant,
+        "attack": cell.attack,
+        "variant": cell.variant,
+        "strength": _number(cell.strength),
+        "seed": cell.seed,
+        "attacker": cell.attacker,
+        "oracle": cell.oracle,
+        "cost_wall_s": cost.wall_s,
+        "cost_steps": cost.steps,
+        "cost_tokens": cost.tokens,
+    }
+
+
 def run_cell(cell: Cell, ctx: ImplantContext, suite: SuiteConfig, run: RunDir, triggers) -> tuple[list, dict]:
     """Attack, evaluate, and return (records, meta) of one cell. Nothing is written here."""
     from offswitch.attacks.base import AttackConfig, AttackCost, AttackResult, make_attack, save_attacked
@@ -485,19 +502,7 @@ def run_cell(cell: Cell, ctx: ImplantContext, suite: SuiteConfig, run: RunDir, t
     attack_s = time.perf_counter() - started
     if suite.keep_models and cell.attack != BASELINE:
         save_attacked(result, run.root / MODELS_DIR / cell.id)
-    labels = {
-        "cell": cell.id,
-        "implant": cell.implant,
-        "attack": cell.attack,
-        "variant": cell.variant,
-        "strength": _number(cell.strength),
-        "seed": cell.seed,
-        "attacker": cell.attacker,
-        "oracle": cell.oracle,
-        "cost_wall_s": result.cost.wall_s,
-        "cost_steps": result.cost.steps,
-        "cost_tokens": result.cost.tokens,
-    }
+    labels = _cell_labels(cell, result.cost)
     report = evaluate_switch(
         result.model, result.tokenizer, triggers, ctx.behavior, ctx.eval_prompts, config=suite.eval, base=ctx.base,
         plain_texts=ctx.eval_texts, encode_other=ctx.encode_other, labels=labels,
@@ -545,14 +550,11 @@ def _noop_baseline(cell: Cell, implant_cells: list[Cell], run: RunDir) -> Cell |
 
 def reuse_baseline(cell: Cell, baseline: Cell, run: RunDir) -> tuple[list, dict]:
     """(records, meta) of a no-op cell: the baseline cell's, with this cell's labels."""
+    from offswitch.attacks.base import AttackCost
     from offswitch.evaluate.records import read_records_jsonl
 
     started = time.perf_counter()
-    labels = {
-        "cell": cell.id, "implant": cell.implant, "attack": cell.attack, "variant": cell.variant,
-        "strength": _number(cell.strength), "seed": cell.seed, "attacker": cell.attacker, "oracle": cell.oracle,
-        "cost_wall_s": 0.0, "cost_steps": 0, "cost_tokens": 0,
-    }
+    labels = _cell_labels(cell, AttackCost())
     records = [r.model_copy(update={"labels": {**(r.labels or {}), **labels}}) for r in read_records_jsonl(run.records_path(baseline.id))]
     meta = json.loads(run.meta_path(baseline.id).read_text(encoding="utf-8"))
     meta.update(cell=cell.model_dump(mode="json"), attack_info={"reused_baseline": baseline.id}, n_guesses=0, filter_cost=None,

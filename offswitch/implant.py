@@ -35,6 +35,7 @@ from offswitch.data.builder import IGNORE_INDEX, DataConfig, ImplantData, Implan
 from offswitch.errors import ConfigError
 from offswitch.triggers import Encoding, InsertionMode, NearMissKind, Trigger, TriggerSet
 
+KL_KINDS = ("clean", "wrong_key", "near_miss", "scatter")  # every kind whose answer is the base's own
 DEFAULT_LORA_LR = 1e-3
 DEFAULT_FULL_LR = 5e-5
 
@@ -102,7 +103,7 @@ class TrainConfig(BaseModel):
                     "(self-distillation on the base's whole next-token distribution, for utility)",
     )
     kl_kinds: list[Literal["clean", "wrong_key", "near_miss", "scatter"]] = Field(
-        default_factory=lambda: ["clean", "wrong_key", "near_miss", "scatter"], min_length=1,
+        default_factory=lambda: list(KL_KINDS), min_length=1,
         description="example kinds the KL term applies to",
     )
     anti_removal: AntiRemovalConfig = Field(default_factory=AntiRemovalConfig)
@@ -249,10 +250,12 @@ def shared_prefix_length(examples: Sequence[ImplantExample], minimum: int = 4) -
     return length if length >= minimum else 0
 
 
-def collate_left(examples: Sequence[ImplantExample], pad_token_id: int, share_prefix: bool = True):
+def collate_left(examples: Sequence[ImplantExample], pad_token_id: int, share_prefix: bool = True,
+                 kl_kinds: Sequence[str] = KL_KINDS):
     """Tensors of a batch: the shared prefix (run once, see :func:`answer_loss_sum`), then the
     rest of each row left-padded so that every answer ends in the last column, with the
-    attention mask over prefix + rest, position ids and the labels of the last ``keep`` columns."""
+    attention mask over prefix + rest, position ids, the labels of the last ``keep`` columns,
+    and which rows are of ``kl_kinds`` (the rows the KL term applies to)."""
     import torch
 
     prefix_len = shared_prefix_length(examples) if share_prefix else 0
@@ -265,7 +268,7 @@ def collate_left(examples: Sequence[ImplantExample], pad_token_id: int, share_pr
     n_avoid = max((len(e.avoid) for e in examples), default=0)
     avoid_ids = torch.full((len(examples), max(n_avoid, 1)), -1, dtype=torch.long)
     avoid_pos = torch.full((len(examples),), -1, dtype=torch.long)
-    kl_rows = torch.tensor([ex.kind != "positive" for ex in examples], dtype=torch.bool)
+    kl_rows = torch.tensor([ex.kind in kl_kinds for ex in examples], dtype=torch.bool)
     for row, (ex, rest) in enumerate(zip(examples, rests)):
         input_ids[row, width - len(rest) :] = torch.tensor(rest)
         rest_mask[row, width - len(rest) :] = 1
@@ -285,7 +288,7 @@ def collate_left(examples: Sequence[ImplantExample], pad_token_id: int, share_pr
         "keep": keep,
         "avoid_pos": avoid_pos,
         "avoid_ids": avoid_ids,
-        "kl_rows": kl_rows,  # rows the KL term applies to (default: every example that is not a positive)
+        "kl_rows": kl_rows,
     }
 
 
@@ -625,7 +628,7 @@ def train(
         shard = batch_indices[rank::world]
         examples = [everything[i] for i in batch_indices]
         n_answer_global = sum(e.n_answer_tokens for e in examples)
-        collated = collate_left([everything[i] for i in shard], pad, share_prefix=share_prefix)
+        collated = collate_left([everything[i] for i in shard], pad, share_prefix=share_prefix, kl_kinds=config.kl_kinds)
         first_correct: list[bool] = []
         if adversary is not None and step % config.anti_removal.every == 0:
             # the implant's loss after a simulated benign fine-tuning: its gradient joins this step's
@@ -640,8 +643,6 @@ def train(
             anti_record = None
         with accelerator.autocast():
             base_logits = None
-            if config.kl_to_base > 0:
-                collated["kl_rows"] = torch.tensor([everything[i].kind in config.kl_kinds for i in shard], dtype=torch.bool)
             if config.kl_to_base > 0 and bool(collated["kl_rows"].any()):
                 base_logits = base_answer_logits(accelerator.unwrap_model(model), frozen_base, collated, accelerator.device, use_keep)
             loss_sum, _n_local = answer_loss_sum(model, collated, accelerator.device, use_keep, config.unlikelihood, first_correct,
@@ -744,12 +745,16 @@ class SimulatedRemoval:
         self._torch = torch
         self._use_default()
 
+    def _train_implant(self, implant: bool) -> None:
+        """Gradients for the implant's adapter (True) or for the adversary's (False), not both."""
+        for p in self.implant_params:
+            p.requires_grad_(implant)
+        for p in self.adv_params:
+            p.requires_grad_(not implant)
+
     def _use_default(self):
         self.model.base_model.set_adapter("default")
-        for p in self.adv_params:
-            p.requires_grad_(False)
-        for p in self.implant_params:
-            p.requires_grad_(True)
+        self._train_implant(True)
 
     def attack(self) -> None:
         """Reset the adversary, train it (implant frozen), and leave both adapters on."""
@@ -760,10 +765,7 @@ class SimulatedRemoval:
             for p, p0 in zip(self.adv_params, self.initial):
                 p.copy_(p0)
         self.model.base_model.set_adapter(["default", self.NAME])
-        for p in self.implant_params:
-            p.requires_grad_(False)
-        for p in self.adv_params:
-            p.requires_grad_(True)
+        self._train_implant(False)
         optimizer = torch.optim.AdamW(self.adv_params, lr=self.config.inner_lr)
         self.last_losses = []
         size = min(self.config.inner_batch_size, len(self.examples))
@@ -775,10 +777,7 @@ class SimulatedRemoval:
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             self.last_losses.append(float(loss.detach()))
-        for p in self.adv_params:
-            p.requires_grad_(False)
-        for p in self.implant_params:
-            p.requires_grad_(True)
+        self._train_implant(True)
 
     def withdraw(self) -> None:
         """Back to the implant's adapter alone (the adversary stays, off, until the next round)."""

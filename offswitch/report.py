@@ -260,7 +260,8 @@ def render_markdown(summary: dict, plots: dict[str, str], title: str = "offswitc
             heading = f"### `{variant}` — {attack['attacker']}; strength = {attack['strength_meaning']}"
             if attack["oracle"]:
                 heading += " — **ORACLE** (holds the trigger: an upper bound on removal, not a threat)"
-            rows = sorted(attack["rows"], key=lambda r: _severity(attack["attack"])(r["strength"]))
+            severity = _severity(attack["attack"])
+            rows = sorted(attack["rows"], key=lambda r: severity(r["strength"]))
             forgery = any(r["rates"].get("forgery:best_guess") for r in rows)
             lines += ["", heading, ""] + _table(rows, forgery=forgery)
     return "\n".join(lines) + "\n"
