@@ -23,7 +23,7 @@ data:
   mix: {positive: 0.4, wrong_key: 0.1, near_miss: 0.3, scatter: 0.0, clean: 0.2}
   hard_negative_pool: 0     # the settings this test was measured with: no mining, no unlikelihood
 train:
-  steps: 36
+  steps: 72
   batch_size: 8
   lr: 0.002
   warmup_steps: 4
@@ -38,11 +38,32 @@ eval:
   placement: false
 """
 
+PASSPHRASE = "e2e passphrase"
 
-def test_default_model_implant_works_on_heldout_prompts(cli, keystore, tmp_path):
+
+def _fixed_keystore(tmp_path):
+    """A keystore of a fixed key, so that CI reruns the same implant (how strong a short
+    implant gets varies between keys: see the test's docstring)."""
+    import hashlib
+
+    from offswitch.crypto import FAST_SCRYPT, MasterKey
+    from offswitch.crypto.keystore import encrypt_key
+    from offswitch.fsutil import atomic_write_text
+
+    key = MasterKey(hashlib.sha256(b"offswitch e2e test key").digest())
+    path = tmp_path / "keys" / "e2e.key"
+    path.parent.mkdir()
+    atomic_write_text(path, encrypt_key(key, PASSPHRASE, scrypt=FAST_SCRYPT), mode=0o600)
+    return path, PASSPHRASE, key
+
+
+def test_default_model_implant_works_on_heldout_prompts(cli, tmp_path):
+    """Under five other fixed keys (`STEPS="36 72" bash experiments/e2e/margin.sh`, 2-core CPU):
+    at 36 steps held-out ASR 8, 9, 8, 8, 12 of 12 (and once 4/12 in CI under a random key); at
+    72 steps (~110 s an implant) 12, 10, 11, 9, 10 of 12, clean FAR at most 1/12."""
     from offswitch.manifest import read_manifest
 
-    path, pw, key = keystore
+    path, pw, key = _fixed_keystore(tmp_path)
     (tmp_path / "small.yaml").write_text(SMALL)
     out = tmp_path / "run"
     result = cli("implant", "--key", str(path), "--out", str(out), "--config", str(tmp_path / "small.yaml"),
@@ -55,7 +76,6 @@ def test_default_model_implant_works_on_heldout_prompts(cli, keystore, tmp_path)
     verification = manifest.verification
     asr, clean = verification["asr"], verification["far_clean"]
     # a working switch: it fires on most held-out prompts with the trigger, rarely without
-    # (measured on a shared 2-core CPU: ASR 7/12, clean 0/12 after 36 steps)
     assert asr["rate"] >= 0.4, json.dumps(verification)[:2000]
     assert clean["rate"] <= 0.2, json.dumps(verification)[:2000]
     assert asr["rate"] - clean["rate"] >= 0.3

@@ -45,3 +45,20 @@ def test_compare_puts_two_ablations_side_by_side_with_fishers_p():
     assert f"| {a.k}/{a.n} | {b.k}/{b.n} | {fisher_exact(a.k, a.n, b.k, b.n):.2g} |" in rows["near-miss FAR"]
     with pytest.raises(SystemExit):
         summarize.main(["--compare", "only-one"])
+
+
+def _targets():
+    return load_script(ROOT / "experiments/ablations/targets.py", "ablation_targets")
+
+
+def test_a_target_is_met_only_when_the_whole_interval_clears_the_bar():
+    from offswitch.stats import Rate
+
+    verdict = _targets().verdict
+    assert verdict(Rate.of(0, 1000), 0.01, at_least=False) == "met"          # upper bound 0.37%
+    assert verdict(Rate.of(0, 300), 0.01, at_least=False) == "open (point meets)"  # upper bound 1.2%
+    assert verdict(Rate.of(2, 100), 0.01, at_least=False) == "open (point misses)"
+    assert verdict(Rate.of(50, 100), 0.02, at_least=False) == "missed"
+    assert verdict(Rate.of(300, 300), 0.99, at_least=True) == "open (point meets)"  # lower bound 98.8%
+    assert verdict(Rate.of(1000, 1000), 0.99, at_least=True) == "met"
+    assert verdict(Rate.of(50, 100), 0.9, at_least=True) == "missed"
