@@ -108,6 +108,22 @@ def table(names: list[str]) -> str:
     head = ["target", "bar", *names]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join([label, bar_text, *values]) + " |" for label, bar_text, values in rows]
+    for name, recs in loaded.items():
+        lines += ["", position_table(name, _cells(recs, True))]
+    return "\n".join(lines)
+
+
+def position_table(name: str, cells: dict) -> str:
+    """Near-miss FAR per kind (rows) and word position (columns) of the trigger, k/n."""
+    if not cells:
+        return f"{name}: no per-position records"
+    positions = sorted({position for _, position in cells})
+    kinds = sorted({kind for kind, _ in cells})
+    lines = [f"Near-miss FAR by word position, {name} (k/n; the word the near-miss changes, 0 = first; prefix: words kept; suffix: first word kept):", "",
+             "| kind | " + " | ".join(f"word {p}" for p in positions) + " |", "|" + "---|" * (len(positions) + 1)]
+    for kind in kinds:
+        row = [f"{cells[(kind, p)].k}/{cells[(kind, p)].n}" if (kind, p) in cells else "–" for p in positions]
+        lines.append(f"| {kind} | " + " | ".join(row) + " |")
     return "\n".join(lines)
 
 

@@ -62,3 +62,11 @@ def test_a_target_is_met_only_when_the_whole_interval_clears_the_bar():
     assert verdict(Rate.of(300, 300), 0.99, at_least=True) == "open (point meets)"  # lower bound 98.8%
     assert verdict(Rate.of(1000, 1000), 0.99, at_least=True) == "met"
     assert verdict(Rate.of(50, 100), 0.9, at_least=True) == "missed"
+
+
+def test_the_docs_target_table_equals_the_one_regenerated_from_the_confirmation_records():
+    targets = _targets()
+    targets.main(["--check", str(ROOT / "docs/switch-quality.md")])  # raises SystemExit when stale
+    confirmed = sorted((ROOT / "experiments/ablations/confirm").glob("*.jsonl"))
+    header = targets.main([]).splitlines()[0]
+    assert confirmed and header.count("|") == 3 + len(confirmed)
