@@ -5,6 +5,7 @@
 cd "$(dirname "$0")/../.."
 mkdir -p runs/ablations
 for name in "$@"; do
-  cp experiments/ablations/run.sh "runs/ablations/run-$name.sh"
-  bash "runs/ablations/run-$name.sh" "$name" > "runs/ablations/$name.log" 2>&1 || echo "ablation $name failed (see runs/ablations/$name.log)"
+  label="$name"; [[ -n "${ABLATION_KEY:-}" && "$ABLATION_KEY" != ablation ]] && label="$name@$ABLATION_KEY"  # as run.sh names it
+  cp experiments/ablations/run.sh "runs/ablations/run-$label.sh"
+  bash "runs/ablations/run-$label.sh" "$name" > "runs/ablations/$label.log" 2>&1 || echo "ablation $label failed (see runs/ablations/$label.log)"
 done
