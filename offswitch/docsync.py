@@ -4,6 +4,7 @@ by a block computed from committed records, so a doc's figures cannot drift from
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 
@@ -24,3 +25,21 @@ def sync(doc: Path, block: str, begin: str, end: str, *, write: bool, fix: str) 
         doc.write_text(fresh, encoding="utf-8")
     elif fresh != current:
         raise SystemExit(f"{doc}: the generated block differs from the records; {fix}")
+
+
+def block_main(argv: Sequence[str], render: Callable[[list[str]], str], default_names: Callable[[], list[str]],
+               begin: str, end: str, script: str) -> str:
+    """The command line of a script that generates a doc block from named records:
+    ``[NAME ...]`` prints the block, ``--write DOC [NAME ...]`` splices it into DOC and
+    ``--check DOC [NAME ...]`` exits when DOC's block is stale. No names: ``default_names()``."""
+    args = list(argv)
+    mode, doc = None, None
+    if args and args[0] in ("--write", "--check"):
+        mode, doc = args[0], Path(args[1])
+        args = args[2:]
+    text = render(args or default_names())
+    if mode is None:
+        print(text)
+        return text
+    sync(doc, text, begin, end, write=mode == "--write", fix=f"run {script} --write {doc}" + "".join(f" {n}" for n in args))
+    return text

@@ -17,17 +17,10 @@ import json
 import sys
 from pathlib import Path
 
-from offswitch.docsync import sync
-from offswitch.evaluate.records import read_records_jsonl
+from offswitch.docsync import block_main
+from offswitch.evaluate.records import kind_cells, pooled_rate, read_records_jsonl
 
 HERE = Path(__file__).resolve().parent
-
-
-def _pooled(records, metric):
-    for r in records:
-        if r.metric == metric and r.is_rate and (r.kind, r.distance, r.position, r.trigger_index) == (None, None, None, None):
-            return r.as_rate()
-    return None
 
 
 def _value(records, metric):
@@ -45,17 +38,12 @@ PARTIAL_KINDS = ("substitute", "drop", "prefix", "suffix")
 def _partial(records):
     from offswitch.stats import Rate
 
-    cells = [r.as_rate() for r in records if r.metric == "far_near_miss" and r.is_rate and r.kind in PARTIAL_KINDS
-             and r.distance is None and r.position is None and r.trigger_index is None]
+    cells = [r.as_rate() for r in kind_cells(records, "far_near_miss") if r.kind in PARTIAL_KINDS]
     return Rate.pool(cells) if cells else None
 
 
 def _worst(records, with_position: bool):
-    cells = [
-        r for r in records
-        if r.metric == "far_near_miss" and r.is_rate and r.kind is not None and r.distance is None
-        and r.trigger_index is None and ((r.position is not None) == with_position)
-    ]
+    cells = kind_cells(records, "far_near_miss", by_position=with_position)
     if not cells:
         return None
     worst = max(cells, key=lambda r: (r.rate, r.n))
@@ -71,14 +59,14 @@ def summarize(name: str) -> dict:
     return {
         "name": name,
         "key": records[0].key_id[:4] if records and records[0].key_id else None,
-        "asr": _pooled(records, "asr"),
-        "clean": _pooled(records, "far_clean"),
-        "wrong_key": _pooled(records, "far_wrong_key"),
-        "near_miss": _pooled(records, "far_near_miss"),
+        "asr": pooled_rate(records, "asr"),
+        "clean": pooled_rate(records, "far_clean"),
+        "wrong_key": pooled_rate(records, "far_wrong_key"),
+        "near_miss": pooled_rate(records, "far_near_miss"),
         "partial": _partial(records),
         "worst_kind": _worst(records, False),
         "worst_position": _worst(records, True),
-        "agreement": _pooled(records, "answer_agreement"),
+        "agreement": pooled_rate(records, "answer_agreement"),
         "agreement_8": next((r.as_rate() for r in records if r.metric == "answer_agreement_prefix" and r.kind == "tokens=8"), None),
         "agreement_1": next((r.as_rate() for r in records if r.metric == "answer_agreement_prefix" and r.kind == "tokens=1"), None),
         "kl": None if kl is None else kl.value,
@@ -133,17 +121,9 @@ def main(argv: list[str] | None = None) -> str:
         text = compare(args[1], args[2])
         print(text)
         return text
-    mode, doc = None, None
-    if args and args[0] in ("--write", "--check"):
-        mode, doc = args[0], Path(args[1])
-        args = args[2:]
-    names = args or sorted(p.name[: -len(".jsonl")] for p in (HERE / "records").glob("*.jsonl"))
-    text = markdown([summarize(n) for n in names])
-    if mode is None:
-        print(text)
-        return text
-    sync(doc, text, BEGIN, END, write=mode == "--write", fix=f"run summarize.py --write {doc}")
-    return text
+    return block_main(args, lambda names: markdown([summarize(n) for n in names]),
+                      lambda: sorted(p.name[: -len(".jsonl")] for p in (HERE / "records").glob("*.jsonl")),
+                      BEGIN, END, "summarize.py")
 
 
 if __name__ == "__main__":

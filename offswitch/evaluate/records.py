@@ -82,6 +82,24 @@ class ResultRecord(BaseModel):
         return (self.metric, self.kind, self.distance, self.position, self.trigger_index)
 
 
+def pooled_rate(records: list[ResultRecord], metric: str) -> Rate | None:
+    """The metric's rate pooled over every kind, distance, position and trigger (None if absent)."""
+    for record in records:
+        if record.cell() == (metric, None, None, None, None) and record.is_rate:
+            return record.as_rate()
+    return None
+
+
+def kind_cells(records: list[ResultRecord], metric: str, *, by_position: bool = False) -> list[ResultRecord]:
+    """The metric's rate records per kind, pooled over distances and triggers: one per kind, or
+    (``by_position``) one per kind and word position."""
+    return [
+        r for r in records
+        if r.metric == metric and r.is_rate and r.kind is not None and r.distance is None
+        and r.trigger_index is None and (r.position is not None) == by_position
+    ]
+
+
 def write_records_jsonl(path: Path | str, records: list[ResultRecord], *, append: bool = False) -> Path:
     """Write records as JSON lines, atomically (a reader never sees half a file).
 

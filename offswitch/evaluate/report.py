@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from offswitch.evaluate.records import ResultRecord
+from offswitch.evaluate.records import ResultRecord, kind_cells
 from offswitch.stats import Rate
 
 HEADLINE_RATES = ("asr", "far_clean", "far_wrong_key", "far_near_miss", "far_placement")
@@ -41,10 +41,7 @@ class EvalReport(BaseModel):
 
     def worst_kind(self, name: str = "far_near_miss") -> ResultRecord | None:
         """The kind with the highest false-activation rate (ties: more trials first)."""
-        rows = [
-            r for r in self.records if r.metric == name and r.kind is not None and r.distance is None
-            and r.position is None and r.trigger_index is None and r.is_rate
-        ]
+        rows = kind_cells(self.records, name)
         if not rows:
             return None
         return max(rows, key=lambda r: (r.rate, r.n))
