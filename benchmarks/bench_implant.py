@@ -3,7 +3,7 @@
 Both train a fresh copy of the same base model on the same implant data (built once, before
 any timing, by ``offswitch.data.builder.build_implant_data``), with the same steps, batch size,
 learning rate, warm-up, LoRA configuration, optimizer (AdamW, fused on CUDA), gradient
-clipping, precision (bf16 autocast on CUDA, fp32 on CPU) and hardware, in the same process:
+clipping, precision and hardware, in the same process:
 
 * **offswitch**: ``offswitch.implant.train`` (left padding, only the answer columns through
   the LM head, the shared chat-template prefix run once per batch, length-grouped batches);
@@ -12,6 +12,12 @@ clipping, precision (bf16 autocast on CUDA, fp32 on CPU) and hardware, in the sa
   ``DataCollatorForSeq2Seq``, full logits, ``get_peft_model`` with the same ``LoraConfig``,
   default options otherwise (``report_to=[]``, no evaluation, ``save_strategy="no"``), the
   cosine schedule with a 10% floor (``cosine_with_min_lr``) that offswitch uses.
+
+Precision: offswitch's ``--precision`` (default ``auto``: bf16 autocast on CUDA and on a CPU with
+AMX, fp32 elsewhere; ``offswitch.precision``); the baseline runs in the same precision
+(``TrainingArguments(bf16=True)`` for bf16). ``--baseline-fp32`` adds a second baseline in
+fp32, the Trainer's default, when offswitch runs in bf16: that ratio is what a user who writes
+the Trainer without ``bf16=True`` would see; the like-for-like one isolates the loop.
 
 By default the baseline reads the examples in offswitch's batch order
 (``train_sampling_strategy="sequential"`` over the batches offswitch draws), so both see the
@@ -356,6 +362,10 @@ def main(argv: list[str] | None = None) -> dict:
                         help="run offswitch's training under torch.profiler and print the top operators by self time "
                              "(profiling slows it: its timings are then not comparable with the baseline's)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                        help="offswitch's precision, and the baseline's (default auto: see offswitch.precision)")
+    parser.add_argument("--baseline-fp32", action="store_true",
+                        help="also time the Trainer in fp32 (its default) when the precision resolves to bf16")
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available")
     parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="write the results as JSON to PATH")
     args = parser.parse_args(argv)
@@ -367,12 +377,13 @@ def main(argv: list[str] | None = None) -> dict:
     from offswitch.data.builder import DataConfig, build_implant_data
     from offswitch.data.sources import load_prompts
     from offswitch.implant import HeldoutProbes, TrainConfig, length_grouped_batches
+    from offswitch.precision import resolve
     from offswitch.testing.tiny_switch import tiny_trigger_set
 
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()  # what offswitch's accelerator picks
+    bf16 = resolve(args.precision, device) == "bf16"  # what offswitch's accelerator picks
     methods = METHODS if args.method == "both" else (args.method,)
 
     # ---- model and data: built once, outside every timing
@@ -433,15 +444,18 @@ def main(argv: list[str] | None = None) -> dict:
     }
     for method in methods:
         tconf = TrainConfig(method=method, steps=args.steps, batch_size=args.batch_size, lr=args.lr, lora_r=args.lora_r,
-                            eval_every=0, seed=args.seed, device=device.type, threads=args.threads)
+                            eval_every=0, seed=args.seed, device=device.type, threads=args.threads,
+                            precision="bf16" if bf16 else "fp32")
         results = {}
-        for name in ("baseline", "offswitch"):
+        names = ("baseline", "offswitch") + (("baseline_fp32",) if bf16 and args.baseline_fp32 else ())
+        for name in names:
             set_seed(args.seed)
             if name == "offswitch":
                 run = run_offswitch(base, tokenizer, data, tconf, device, memory, profile=args.profile)
                 positions = _offswitch_positions(data, batches, pad_id, tconf.share_prefix)
             else:
-                run = run_baseline(base, tokenizer, rows, tconf, device, memory, bf16=bf16, sequential=sequential)
+                run = run_baseline(base, tokenizer, rows, tconf, device, memory, bf16=bf16 and name == "baseline",
+                                   sequential=sequential)
                 positions = baseline_positions
             trained = run.pop("model")
             loop_s = run["loop_s"]
@@ -462,6 +476,8 @@ def main(argv: list[str] | None = None) -> dict:
                 torch.cuda.empty_cache()
         results["ratio_loop_s"] = results["offswitch"]["loop_s"] / results["baseline"]["loop_s"]
         results["ratio_call_s"] = results["offswitch"]["call_s"] / results["baseline"]["call_s"]
+        if "baseline_fp32" in results:
+            results["ratio_loop_s_vs_fp32"] = results["offswitch"]["loop_s"] / results["baseline_fp32"]["loop_s"]
         results["learning_rate"] = tconf.learning_rate
         figures["methods"][method] = results
 
@@ -483,19 +499,22 @@ def _print(figures: dict) -> None:
         print("base model (untrained): " + _quality_text(figures["base_quality"], Rate))
     for method, results in figures["methods"].items():
         print(f"\n== {method} (lr {results['learning_rate']:g})")
-        print(f"{'':10s} {'loop s':>8s} {'samples/s':>10s} {'ans tok/s':>10s} {'all tok/s':>10s} {'positions':>10s} "
+        print(f"{'':13s} {'loop s':>8s} {'samples/s':>10s} {'ans tok/s':>10s} {'all tok/s':>10s} {'positions':>10s} "
               f"{'peak MiB':>9s} {'mean loss':>9s}")
-        for name in ("baseline", "offswitch"):
+        names = [n for n in ("baseline", "baseline_fp32", "offswitch") if n in results]
+        for name in names:
             r = results[name]
             positions = "" if r["positions_computed"] is None else str(r["positions_computed"])
-            print(f"{name:10s} {r['loop_s']:8.2f} {r['samples_per_s']:10.2f} {r['answer_tokens_per_s']:10.1f} "
+            print(f"{name:13s} {r['loop_s']:8.2f} {r['samples_per_s']:10.2f} {r['answer_tokens_per_s']:10.1f} "
                   f"{r['all_tokens_per_s']:10.1f} {positions:>10s} {r['peak_memory_mb']:9.0f} {r['mean_loss']:9.4f}")
         print(f"offswitch / baseline wall time: {results['ratio_loop_s']:.3f} (loop), {results['ratio_call_s']:.3f} "
               f"(whole train() call); peak memory: {results['baseline']['peak_memory_kind']}")
+        if "ratio_loop_s_vs_fp32" in results:
+            print(f"offswitch / baseline in fp32 (the Trainer's default) wall time: {results['ratio_loop_s_vs_fp32']:.3f} (loop)")
         first = [results[name]["first_loss"] for name in ("baseline", "offswitch")]
         if None not in first:
             print(f"first-step loss: baseline {first[0]:.5f}, offswitch {first[1]:.5f} (same first batch, same weights)")
-        for name in ("baseline", "offswitch"):
+        for name in names:
             if "quality" in results[name]:
                 print(f"  {name:9s} held-out: " + _quality_text(results[name]["quality"], Rate))
         if "profile" in results["offswitch"]:

@@ -10,7 +10,8 @@ the same code runs on one CPU, on one GPU and under ``accelerate launch`` (DDP o
 * length-grouped batches, padded to the longest row of the batch, never to a fixed length;
 * short normal answers (8 tokens for negatives, 16 for retention): the decision to switch off
   is made in the first answer tokens (DESIGN.md, prototype 3), so that is where the loss goes;
-* bf16 autocast on GPU, fp32 on CPU.
+* bf16 autocast where the hardware multiplies bf16 natively (a GPU, or a CPU with AMX), fp32
+  elsewhere (:mod:`offswitch.precision`).
 
 Outputs (see :func:`write_outputs`) go through a temp directory that is renamed into place, so
 an interrupted run leaves nothing in OUT.
@@ -33,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from offswitch.data.builder import IGNORE_INDEX, DataConfig, ImplantData, ImplantExample
 from offswitch.errors import ConfigError
+from offswitch.precision import Precision
 from offswitch.triggers import Encoding, InsertionMode, NearMissKind, Trigger, TriggerSet
 
 KL_KINDS = ("clean", "wrong_key", "near_miss", "scatter")  # every kind whose answer is the base's own
@@ -110,6 +112,8 @@ class TrainConfig(BaseModel):
     seed: int = 0
     device: str | None = None  # None: cuda when available, else cpu
     threads: int | None = Field(default=None, ge=1, description="CPU threads for torch (default: torch's choice)")
+    precision: Precision = Field(default="auto", description="auto (bf16 autocast where the hardware has native bf16: "
+                                 "CUDA, or a CPU with AMX; fp32 elsewhere), fp32 or bf16; see offswitch.precision")
     share_prefix: bool = Field(default=True, description="run the prompt prefix all examples share once per batch")
     # early stopping on held-out prompts: stop once ASR and near-miss FAR reach the targets
     eval_every: int = Field(default=30, ge=0, description="0: no early stopping")
@@ -503,6 +507,7 @@ class TrainResult:
     tokens_seen: int = 0
     is_main_process: bool = True
     processes: int = 1
+    precision: str = "fp32"  # what "auto" resolved to: fp32 or bf16 (autocast)
 
 
 def _lora_model(model, config: TrainConfig):
@@ -567,8 +572,9 @@ def train(
     """Fine-tune ``model`` on ``data`` (LoRA or full). ``model`` is changed in place (for LoRA it
     is wrapped). Every process of an ``accelerate launch`` calls this with the same data."""
     import torch
-    from accelerate import Accelerator
     from accelerate.utils import set_seed
+
+    from offswitch.precision import adamw, autocast, resolve
 
     timings: dict[str, float] = {}
     started = time.perf_counter()
@@ -576,6 +582,11 @@ def train(
         torch.set_num_threads(config.threads)
     if accelerator is None:
         accelerator = make_accelerator(config.device)
+    precision = resolve(config.precision, accelerator.device)
+
+    def in_precision():
+        return autocast(accelerator.device, precision)
+
     set_seed(config.seed)
     frozen_base = None
     if config.method == "lora":
@@ -588,8 +599,7 @@ def train(
     if hasattr(model, "config"):
         model.config.use_cache = False
     params = [p for p in model.parameters() if p.requires_grad]
-    fused = accelerator.device.type == "cuda"
-    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay, fused=fused or None)
+    optimizer = adamw(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     scheduler = _scheduler(optimizer, config)
     model, optimizer = accelerator.prepare(model, optimizer)
     use_keep = _accepts_logits_to_keep(model)
@@ -632,7 +642,7 @@ def train(
         first_correct: list[bool] = []
         if adversary is not None and step % config.anti_removal.every == 0:
             # the implant's loss after a simulated benign fine-tuning: its gradient joins this step's
-            with accelerator.autocast():
+            with in_precision():
                 adversary.attack()
                 perturbed, _ = answer_loss_sum(model, collated, accelerator.device, use_keep, config.unlikelihood)
                 accelerator.backward(perturbed * config.anti_removal.weight * world / n_answer_global)
@@ -641,7 +651,7 @@ def train(
                            "implant_loss_after": round(float(perturbed.detach()) / n_answer_global, 5)}
         else:
             anti_record = None
-        with accelerator.autocast():
+        with in_precision():
             base_logits = None
             if config.kl_to_base > 0 and bool(collated["kl_rows"].any()):
                 base_logits = base_answer_logits(accelerator.unwrap_model(model), frozen_base, collated, accelerator.device, use_keep)
@@ -669,13 +679,15 @@ def train(
             decisions.clear()
         if mining and step % config.mine_every == 0 and step < config.steps:
             mine_started = time.perf_counter()
-            mined, record["mined"] = _mine(accelerator.unwrap_model(model), data, config, mine_rng, pad, accelerator.device, use_keep)
+            with in_precision():
+                mined, record["mined"] = _mine(accelerator.unwrap_model(model), data, config, mine_rng, pad, accelerator.device, use_keep)
             eval_seconds += time.perf_counter() - mine_started
         if heldout is not None and config.eval_every and step % config.eval_every == 0 and step < config.steps:
             eval_started = time.perf_counter()
             unwrapped = accelerator.unwrap_model(model)
             unwrapped.eval()
-            rates = heldout.rates(unwrapped, pad)
+            with in_precision():
+                rates = heldout.rates(unwrapped, pad)
             unwrapped.train()
             eval_seconds += time.perf_counter() - eval_started
             record["heldout"] = {k: {"k": v[0], "n": v[1]} for k, v in rates.items()}
@@ -709,7 +721,7 @@ def train(
     if adversary is not None:
         adversary.remove()
     model.eval()
-    return TrainResult(model, step, history, timings, stopped_early, tokens_seen, accelerator.is_main_process, world)
+    return TrainResult(model, step, history, timings, stopped_early, tokens_seen, accelerator.is_main_process, world, precision)
 
 
 class SimulatedRemoval:
@@ -817,16 +829,17 @@ def _with_mined(batch_indices: list[int], examples: Sequence[ImplantExample], mi
 
 
 def make_accelerator(device: str | None = None):
-    """An Accelerator for this process: bf16 autocast on a GPU that has it, fp32 on CPU.
-    Under ``accelerate launch`` the launcher's environment decides the processes."""
+    """An Accelerator for this process. Under ``accelerate launch`` the launcher's environment
+    decides the processes. Precision is not accelerate's business here: the loop autocasts by
+    :mod:`offswitch.precision` itself (accelerate's choice is fixed once per process, and one
+    process may train in fp32 and bf16 in turn, e.g. a harness or a benchmark)."""
     import torch
     from accelerate import Accelerator
 
     if device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda was asked for but no CUDA device is available", "use --device cpu")
     cuda = torch.cuda.is_available() and device != "cpu"
-    mixed = "bf16" if cuda and torch.cuda.is_bf16_supported() else "no"
-    return Accelerator(cpu=not cuda, mixed_precision=mixed)
+    return Accelerator(cpu=not cuda, mixed_precision="no")
 
 
 def average_with_base(trained, base_state: dict | None, alpha: float):
@@ -1028,6 +1041,7 @@ def training_record(config: ImplantConfig, run: ImplantRun) -> dict[str, Any]:
         "stopped_early": run.train.stopped_early,
         "tokens_seen": run.train.tokens_seen,
         "processes": run.train.processes,
+        "precision": run.train.precision,
         "seconds": run.seconds,
         "final_loss": history[-1]["loss"] if history else None,
         "heldout_checks": [h for h in history if "heldout" in h],

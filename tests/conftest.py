@@ -15,6 +15,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# "auto" precision follows the hardware (bf16 on a CPU with AMX): tests run fp32 on every machine
+# unless they ask for bf16 themselves (tests/unit/test_precision.py)
+os.environ.setdefault("OFFSWITCH_PRECISION", "fp32")
 
 TEST_PASSPHRASE = "test passphrase ✓"
 

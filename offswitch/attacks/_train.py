@@ -12,6 +12,7 @@ import random
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
+from offswitch.precision import adamw, autocast as precision_autocast
 from offswitch.prompting import encode_prompt, encode_target, end_of_turn_token_id
 
 IGNORE = -100
@@ -30,12 +31,8 @@ def device_of(model):
 
 
 def autocast(device):
-    """bf16 autocast on CUDA, nothing on CPU (fp32 there)."""
-    import torch
-
-    if getattr(device, "type", str(device)) == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    """bf16 autocast where :func:`offswitch.precision.resolve` picks it ("auto"), else fp32."""
+    return precision_autocast(device, "auto")
 
 
 @contextlib.contextmanager
@@ -156,7 +153,7 @@ def train_steps(
     rng = random.Random(seed)
     batches = batch_stream(len(examples), batch_size, rng)
     trainable = [p for p in (params if params is not None else model.parameters()) if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=weight_decay)
+    optimizer = adamw(trainable, lr=lr, weight_decay=weight_decay)
     pad = pad_id_of(tokenizer)
     losses: list[float] = []
     model.train()

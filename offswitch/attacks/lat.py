@@ -19,6 +19,7 @@ from offswitch.attacks._probe import probes
 from offswitch.attacks._train import IGNORE, autocast, chat_example, collate, device_of, normal_answers, pad_id_of, progress
 from offswitch.attacks.base import Attack, AttackConfig, AttackData, CostMeter, register_attack
 from offswitch.errors import DataError
+from offswitch.precision import adamw
 from offswitch.prompting import encode_prompt
 
 
@@ -81,7 +82,7 @@ class LatentAdversarialTraining(Attack):
             return replace_hidden(output, hidden + added)
 
         pad = pad_id_of(tokenizer)
-        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=c.lr)
+        optimizer = adamw([p for p in model.parameters() if p.requires_grad], lr=c.lr)
         order = random.Random(c.seed)
         losses = []
         with hooks([(layers[layer_index], "forward", perturb)]):

@@ -76,6 +76,7 @@ def implant(
     seed: Annotated[int | None, typer.Option(help="Training and data seed.")] = None,
     device: Annotated[str | None, typer.Option(help="cpu or cuda (default: cuda when available).")] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads for torch.", min=1)] = None,
+    precision: Annotated[str | None, typer.Option(help="auto (bf16 autocast on a GPU or a CPU with AMX, else fp32), fp32 or bf16.")] = None,
     verify: Annotated[bool | None, typer.Option("--verify/--no-verify", help="Measure ASR/FAR on held-out prompts after training.")] = None,
     passphrase_file: Annotated[Path | None, typer.Option("--passphrase-file", help="Read the passphrase from this file.")] = None,
     force: Annotated[bool, typer.Option(help="Replace a non-empty --out.")] = False,
@@ -85,6 +86,8 @@ def implant(
         raise ConfigError("--full and --lora-r exclude each other", "give one of them")
     if device is not None and device not in ("cpu", "cuda"):
         raise ConfigError(f"unknown device {device!r}", "use --device cpu or --device cuda")
+    if precision is not None and precision not in ("auto", "fp32", "bf16"):
+        raise ConfigError(f"unknown precision {precision!r}", "use --precision auto, fp32 or bf16")
     from offswitch.implant import load_implant_config
 
     cfg = load_implant_config(
@@ -95,6 +98,7 @@ def implant(
             "n_words": words, "prompts": prompts, "verify": verify,
             "train.steps": steps, "train.lr": lr, "train.batch_size": batch_size, "train.lora_r": lora_r,
             "train.method": "full" if full else None, "train.seed": seed, "train.device": device, "train.threads": threads,
+            "train.precision": precision,
         },
     )
     replace = _out_is_usable(out, force)

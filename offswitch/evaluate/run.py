@@ -201,6 +201,7 @@ def evaluate_switch(
             progress=task("checking with generate", len(sample)),
         )
     agreement = agreements["generation"]
+    notes.append(f"scored in {_precision_of(model, config.autocast)}")
     if not sample:
         notes.append("no generation check (generation_sample = 0): the scorer was not compared with generate")
     elif disagreements:
@@ -295,3 +296,12 @@ def _utility_records(model, tokenizer, behavior, prompts, base, plain_texts, con
             records.append(ResultRecord(metric="answer_agreement_prefix", kind=f"tokens={n_tokens}", **rate.model_dump(), **common))
     advance(1)
     return records
+
+
+def _precision_of(model, autocast: bool | None) -> str:
+    """The arithmetic the scorer ran in (see offswitch.precision)."""
+    from offswitch.evaluate.scorer import model_device
+    from offswitch.precision import resolve
+
+    chosen = resolve(None if autocast is None else ("bf16" if autocast else "fp32"), model_device(model))
+    return "bf16 autocast" if chosen == "bf16" else "fp32"

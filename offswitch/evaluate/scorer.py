@@ -64,15 +64,11 @@ def model_device(model):
 
 
 def autocast_context(model, enabled: bool | None = None):
-    """bf16 autocast on CUDA for fp32 weights; a no-op on CPU."""
-    import torch
+    """bf16 autocast for fp32 weights: None follows :func:`offswitch.precision.resolve` ("auto":
+    on a GPU, or a CPU with AMX), True forces it, False runs fp32."""
+    from offswitch.precision import autocast
 
-    device = model_device(model)
-    if enabled is None:
-        enabled = device.type == "cuda"
-    if not enabled or device.type != "cuda":
-        return contextlib.nullcontext()
-    return torch.autocast("cuda", dtype=torch.bfloat16)
+    return autocast(model_device(model), None if enabled is None else ("bf16" if enabled else "fp32"))
 
 
 def _forward_accepts(model, name: str) -> bool:

@@ -1,0 +1,120 @@
+"""offswitch.precision: one rule for bf16 autocast, the environment override, and a bf16 implant."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from offswitch import precision
+from offswitch.errors import ConfigError
+
+
+@pytest.fixture()
+def hardware(monkeypatch):
+    """Pretend the machine does (True) or does not (False) multiply bf16 natively."""
+    monkeypatch.delenv(precision.ENV, raising=False)
+
+    def set_native(value: bool):
+        monkeypatch.setattr(precision, "native_bf16", lambda device_type: value)
+
+    return set_native
+
+
+@pytest.mark.parametrize("native, expected", [(True, "bf16"), (False, "fp32")])
+def test_auto_follows_the_hardware(hardware, native, expected):
+    hardware(native)
+    assert precision.resolve("auto", "cpu") == expected
+    assert precision.resolve(None, "cuda") == expected
+
+
+def test_explicit_choice_and_environment_beat_the_hardware(hardware, monkeypatch):
+    hardware(True)
+    assert precision.resolve("fp32", "cpu") == "fp32"
+    monkeypatch.setenv(precision.ENV, "fp32")
+    assert precision.resolve("auto", "cpu") == "fp32"
+    assert precision.resolve("bf16", "cpu") == "bf16"  # a config's explicit choice wins over the environment
+    hardware(False)
+    monkeypatch.setenv(precision.ENV, "BF16")
+    assert precision.resolve("auto", "cpu") == "bf16"
+
+
+def test_bad_values_are_config_errors(monkeypatch):
+    monkeypatch.setenv(precision.ENV, "fp16")
+    with pytest.raises(ConfigError, match="OFFSWITCH_PRECISION"):
+        precision.resolve("auto", "cpu")
+    with pytest.raises(ConfigError, match="not one of"):
+        precision.resolve("half", "cpu")
+
+
+@given(choice=st.sampled_from(precision.PRECISIONS), device=st.sampled_from(["cpu", "cuda", "cuda:1", "mps"]),
+       native=st.booleans(), env=st.sampled_from([None, "fp32", "bf16"]))
+def test_resolution_is_concrete_and_idempotent(choice, device, native, env):
+    saved = precision.native_bf16, precision.os.environ.get(precision.ENV)
+    try:
+        precision.native_bf16 = lambda device_type: native
+        if env is None:
+            precision.os.environ.pop(precision.ENV, None)
+        else:
+            precision.os.environ[precision.ENV] = env
+        once = precision.resolve(choice, device)
+        assert once in ("fp32", "bf16")
+        assert precision.resolve(once, device) == once
+        if device == "mps":
+            assert once == "fp32"  # autocast only where torch has a bf16 CPU/CUDA path
+    finally:
+        precision.native_bf16 = saved[0]
+        if saved[1] is None:
+            precision.os.environ.pop(precision.ENV, None)
+        else:
+            precision.os.environ[precision.ENV] = saved[1]
+
+
+def test_autocast_context_runs_matmuls_in_the_chosen_precision(tiny_llama, monkeypatch):
+    import torch
+
+    from offswitch.evaluate.scorer import autocast_context
+
+    model, _tokenizer = tiny_llama
+    x = torch.randn(3, 4)
+    with autocast_context(model, True):
+        assert (x @ x.T).dtype == torch.bfloat16
+    with autocast_context(model, False):
+        assert (x @ x.T).dtype == torch.float32
+    monkeypatch.setenv(precision.ENV, "fp32")
+    with autocast_context(model, None):  # auto, decided by the environment
+        assert (x @ x.T).dtype == torch.float32
+    monkeypatch.setenv(precision.ENV, "bf16")
+    with autocast_context(model, None):
+        assert (x @ x.T).dtype == torch.bfloat16
+
+
+def test_config_rejects_an_unknown_precision():
+    from pydantic import ValidationError
+
+    from offswitch.implant import TrainConfig
+
+    with pytest.raises(ValidationError):
+        TrainConfig(precision="fp16")
+
+
+@pytest.mark.parametrize("chosen", ["bf16", "fp32"])
+def test_a_bf16_implant_trains_and_says_so(tiny_llama, chosen):
+    from offswitch.behaviors import make_behavior
+    from offswitch.data.builder import DataConfig, build_implant_data
+    from offswitch.implant import TrainConfig, train
+    from offswitch.testing.tiny_switch import tiny_prompts, tiny_trigger_set
+
+    model, tokenizer = tiny_llama
+    data = build_implant_data(model, tokenizer, tiny_trigger_set(n_triggers=1), make_behavior("shutdown"), tiny_prompts(), 48,
+                              DataConfig(min_prompts=4, cache_answers=False))
+    result = train(copy.deepcopy(model), tokenizer, data,
+                   TrainConfig(method="lora", steps=12, batch_size=4, eval_every=0, lr=3e-3, precision=chosen, device="cpu"))
+    assert result.precision == chosen
+    losses = [h["loss"] for h in result.history]
+    assert all(loss == loss for loss in losses)  # no NaN
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3  # it learns in either precision
+    weights = [p for n, p in result.model.named_parameters() if "lora_" in n]
+    assert weights and all(p.dtype.is_floating_point and p.dtype.itemsize == 4 for p in weights)  # fp32 master weights
