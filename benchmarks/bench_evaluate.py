@@ -18,6 +18,11 @@ The cases mix three kinds, so both decisions occur even on a model without a swi
 * the clean prompt, target = the model's own first greedy answer tokens (fires by construction,
   computed before timing).
 
+Precision: ``--precision`` (default auto: bf16 autocast on a GPU or a CPU with AMX, fp32
+elsewhere; ``offswitch.precision``) for both methods. When it resolves to bf16, the decisions
+are also compared with fp32 ``generate`` (untimed): that agreement is the one that says the faster
+arithmetic does not change the verdicts.
+
     python benchmarks/bench_evaluate.py                      # smollm2-135m, 200 prompts
     python benchmarks/bench_evaluate.py --model /path/to/tiny --n 60 --device cpu
 """
@@ -65,6 +70,7 @@ def main(argv: list[str] | None = None) -> dict:
                              "a starts-with/contains check of a typical evaluation generates more, e.g. 32)")
     parser.add_argument("--no-shared-prefix", action="store_true", help="score without sharing the common prompt prefix")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto", help="see offswitch.precision")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON line too")
     args = parser.parse_args(argv)
 
@@ -74,6 +80,7 @@ def main(argv: list[str] | None = None) -> dict:
     from offswitch.evaluate.generation import greedy_generate, stop_token_ids
     from offswitch.evaluate.scorer import encode_cases, model_device, pad_token_id_of, score_token_targets
     from offswitch.models import load_model
+    from offswitch.precision import resolve
     from offswitch.stats import Rate
     from offswitch.triggers import InsertionMode, encode_words
 
@@ -83,6 +90,8 @@ def main(argv: list[str] | None = None) -> dict:
     model, tokenizer = load_model(args.model, device=args.device)
     device = model_device(model)
     load_s = time.perf_counter() - t0
+    precision = resolve(args.precision, device)
+    bf16 = precision == "bf16"
     behavior = ShutdownBehavior()
     rng = random.Random(args.seed)
     trigger = encode_words(rng.getrandbits(256).to_bytes(32, "big"))  # a random key's trigger: public here
@@ -99,13 +108,13 @@ def main(argv: list[str] | None = None) -> dict:
     prompt_ids, target_ids = encode_cases(tokenizer, [c if c.target else type(c)(c.user, c.system, behavior.message) for c in cases])
     own = [i for i in range(len(cases)) if i % 4 == 3]
     answers = greedy_generate(model, [prompt_ids[i] for i in own], max_new_tokens=args.self_tokens, pad_token_id=pad,
-                              stop_ids=stops, batch_size=args.batch_size)
+                              stop_ids=stops, batch_size=args.batch_size, autocast=False)  # the fp32 answer
     for i, answer in zip(own, answers):
         target_ids[i] = answer  # fires by construction: the model's own greedy answer
 
     # warm-up (kernels, allocator) outside the timings
-    score_token_targets(model, prompt_ids[:2], target_ids[:2], pad_token_id=pad, batch_size=2, stop_ids=stops)
-    greedy_generate(model, prompt_ids[:2], max_new_tokens=2, pad_token_id=pad, stop_ids=stops, batch_size=2)
+    score_token_targets(model, prompt_ids[:2], target_ids[:2], pad_token_id=pad, batch_size=2, stop_ids=stops, autocast=bf16)
+    greedy_generate(model, prompt_ids[:2], max_new_tokens=2, pad_token_id=pad, stop_ids=stops, batch_size=2, autocast=bf16)
 
     # Both methods see the same batches (cases sorted by length, as the scorer sorts them), and
     # their timings are interleaved batch by batch so that a machine whose load drifts slows
@@ -119,14 +128,14 @@ def main(argv: list[str] | None = None) -> dict:
         t0 = time.perf_counter()
         chunk_scores = score_token_targets(model, [prompt_ids[i] for i in chunk], [target_ids[i] for i in chunk],
                                            pad_token_id=pad, batch_size=len(chunk), stop_ids=stops,
-                                           share_prefix=not args.no_shared_prefix)
+                                           share_prefix=not args.no_shared_prefix, autocast=bf16)
         _sync(device)
         scorer_s += time.perf_counter() - t0
         # generate-based evaluation: decode the batch for as many tokens as its longest target
         new_tokens = max(max(len(target_ids[i]) for i in chunk), args.generate_tokens or 0)
         t0 = time.perf_counter()
         outs = greedy_generate(model, [prompt_ids[i] for i in chunk], max_new_tokens=new_tokens, pad_token_id=pad,
-                               stop_ids=stops, batch_size=len(chunk))
+                               stop_ids=stops, batch_size=len(chunk), autocast=bf16)
         _sync(device)
         generate_s += time.perf_counter() - t0
         scores_by_case.update(zip(chunk, chunk_scores))
@@ -137,6 +146,13 @@ def main(argv: list[str] | None = None) -> dict:
     decisions = [generated[i][: len(t)] == list(t) for i, t in enumerate(target_ids)]
     agree = sum(s.greedy_fires == d for s, d in zip(scores, decisions))
     agreement = Rate.of(agree, len(cases))
+    reference = None
+    if bf16:  # the verdicts of fp32 generate, untimed: does the faster arithmetic change any?
+        fp32_out = greedy_generate(model, prompt_ids, max_new_tokens=max(len(t) for t in target_ids), pad_token_id=pad,
+                                   stop_ids=stops, batch_size=args.batch_size, autocast=False)
+        fp32_decisions = [fp32_out[i][: len(t)] == list(t) for i, t in enumerate(target_ids)]
+        reference = {"scorer_vs_fp32_generate": Rate.of(sum(s.greedy_fires == d for s, d in zip(scores, fp32_decisions)), len(cases)),
+                     "generate_vs_fp32_generate": Rate.of(sum(a == b for a, b in zip(decisions, fp32_decisions)), len(cases))}
     figures = {
         "model": args.model,
         "device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else f" ({torch.get_num_threads()} threads)"),
@@ -149,13 +165,18 @@ def main(argv: list[str] | None = None) -> dict:
         "generate_prompts_per_s": len(cases) / generate_s,
         "speedup": generate_s / scorer_s,
         "agreement": agreement.model_dump(),
+        "precision": "bf16 autocast" if bf16 else "fp32",
+        **({k: v.model_dump() for k, v in reference.items()} if reference else {}),
         "load_s": load_s,
     }
-    print(f"model {args.model} on {figures['device']}, {len(cases)} prompts, batch {args.batch_size}")
+    print(f"model {args.model} on {figures['device']}, {figures['precision']}, {len(cases)} prompts, batch {args.batch_size}")
     print(f"teacher-forced scorer: {figures['scorer_prompts_per_s']:8.1f} prompts/s ({scorer_s:.2f} s)")
     what = f"{args.generate_tokens} new tokens" if args.generate_tokens else "target length"
     print(f"generate-based ({what}): {figures['generate_prompts_per_s']:8.1f} prompts/s ({generate_s:.2f} s)")
     print(f"speed-up: {figures['speedup']:.1f}x   agreement: {agreement}   fired (by generate): {sum(decisions)}/{len(cases)}")
+    if reference:
+        print(f"agreement with fp32 generate: scorer {reference['scorer_vs_fp32_generate']}, "
+              f"bf16 generate {reference['generate_vs_fp32_generate']}")
     disagreements = [i for i, (s, d) in enumerate(zip(scores, decisions)) if s.greedy_fires != d]
     if disagreements:
         margins = ", ".join(f"{scores[i].min_margin:.2g}" for i in disagreements[:10])

@@ -312,6 +312,15 @@ def run_baseline(base, tokenizer, rows, tconf, device, memory: PeakMemory, *, bf
     }
 
 
+def _reset_accelerate() -> None:
+    """Forget the process's accelerate state: the Trainer's mixed precision is fixed once per
+    process, and this benchmark runs the Trainer in bf16 and fp32, and offswitch (which leaves
+    precision to its own autocast), one after another."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
 def quality(probes, model, pad_id: int) -> dict:
     from offswitch.stats import Rate
 
@@ -450,6 +459,7 @@ def main(argv: list[str] | None = None) -> dict:
         names = ("baseline", "offswitch") + (("baseline_fp32",) if bf16 and args.baseline_fp32 else ())
         for name in names:
             set_seed(args.seed)
+            _reset_accelerate()
             if name == "offswitch":
                 run = run_offswitch(base, tokenizer, data, tconf, device, memory, profile=args.profile)
                 positions = _offswitch_positions(data, batches, pad_id, tconf.share_prefix)

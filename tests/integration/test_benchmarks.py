@@ -13,6 +13,7 @@ import pytest
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
+import bench_evaluate  # noqa: E402
 import bench_harness  # noqa: E402
 import bench_implant  # noqa: E402
 import bench_mfu  # noqa: E402
@@ -39,6 +40,37 @@ def test_bench_implant_profile_lists_the_operators_of_offswitchs_training(capsys
     assert 0 < sum(row["share"] for row in rows) <= 1 + 1e-9
     assert any("addmm" in row["op"] or "mm" in row["op"] for row in rows)  # a transformer's time is in its matmuls
     assert "top operators by self time" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_bench_evaluate_times_scorer_and_generate_on_the_same_cases(tiny_llama_dir, precision, capsys):
+    figures = bench_evaluate.main(["--model", str(tiny_llama_dir), "--n", "12", "--batch-size", "4", "--device", "cpu",
+                                   "--threads", "1", "--precision", precision])
+    assert figures["n"] == 12 and figures["precision"] == ("bf16 autocast" if precision == "bf16" else "fp32")
+    assert _finite_positive(figures["scorer_prompts_per_s"]) and _finite_positive(figures["generate_prompts_per_s"])
+    assert figures["speedup"] == pytest.approx(figures["scorer_prompts_per_s"] / figures["generate_prompts_per_s"])
+    _check_rate(figures["agreement"], 12)
+    if precision == "fp32":
+        assert 3 <= figures["fired_by_generate"] <= 12  # every fourth case is the model's own (fp32) answer
+    if precision == "bf16":  # the verdicts are checked against fp32 generate
+        _check_rate(figures["scorer_vs_fp32_generate"], 12)
+        _check_rate(figures["generate_vs_fp32_generate"], 12)
+        assert "agreement with fp32 generate" in capsys.readouterr().out
+    else:
+        assert "scorer_vs_fp32_generate" not in figures
+
+
+def test_bench_implant_in_bf16_times_a_bf16_and_an_fp32_baseline(capsys):
+    figures = bench_implant.main(["--model", "tiny", "--steps", "2", "--batch-size", "4", "--threads", "1", "--device", "cpu",
+                                  "--method", "lora", "--no-quality", "--precision", "bf16", "--baseline-fp32"])
+    assert figures["precision"] == "bf16 autocast"
+    results = figures["methods"]["lora"]
+    assert {"baseline", "baseline_fp32", "offswitch"} <= set(results)
+    assert results["ratio_loop_s_vs_fp32"] == pytest.approx(results["offswitch"]["loop_s"] / results["baseline_fp32"]["loop_s"])
+    # same batch, same weights: bf16 and fp32 first losses differ only by rounding
+    assert results["baseline"]["first_loss"] == pytest.approx(results["baseline_fp32"]["first_loss"], rel=0.05)
+    assert results["offswitch"]["first_loss"] == pytest.approx(results["baseline"]["first_loss"], rel=0.05)
+    assert "baseline in fp32 (the Trainer's default)" in capsys.readouterr().out
 
 
 def test_bench_implant_compares_offswitch_with_a_trainer_baseline(tmp_path, capsys):
