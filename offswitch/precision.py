@@ -6,9 +6,9 @@ reductions stay fp32. ``auto`` picks bf16 where the hardware multiplies bf16 nat
 faster, and fp32 elsewhere:
 
 * CUDA with bf16 support (Ampere and newer);
-* a CPU with AMX tiles (Intel Sapphire Rapids and newer): on the 2-core Xeon of issue 7 a
-  2048×576 by 576×1536 product takes 1.6 ms in bf16 against 11.5 ms in fp32;
-* fp32 on anything else (a CPU without AMX runs bf16 autocast *slower* than fp32).
+* a CPU with AMX tiles (Intel Sapphire Rapids and newer), where bf16 matrix products run on the
+  tile unit (``benchmarks/bench_precision.py`` measures the gain, docs/performance.md records it);
+* fp32 on anything else: without a bf16 matrix unit, autocast adds casts and saves little.
 
 The environment variable ``OFFSWITCH_PRECISION`` (``fp32`` or ``bf16``) decides ``auto`` instead
 of the hardware, e.g. to make a run on a new machine comparable with an fp32 one; an explicit
@@ -81,9 +81,8 @@ def training_attention(device, resolved: str):
     """Attention kernels for forward passes in ``resolved`` precision on ``device`` (the backward
     pass follows the kernel its forward pass took).
 
-    On a CPU in bf16, SDPA's flash kernel has a slow backward pass (on the 2-core Xeon of issue 7
-    it took 17% of a LoRA step of SmolLM2-135M); the math kernel is faster there (a step 2.4 s
-    against 2.8 s; docs/performance.md). Elsewhere: torch's choice."""
+    On a CPU in bf16, SDPA's flash kernel has a slow backward pass; the math kernel is faster
+    there (``benchmarks/bench_precision.py``, docs/performance.md). Elsewhere: torch's choice."""
     device_type = getattr(device, "type", None) or str(device).split(":")[0]
     if device_type == "cpu" and resolved == "bf16":
         from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -94,9 +93,9 @@ def training_attention(device, resolved: str):
 
 def adamw(params, lr: float, weight_decay: float = 0.0):
     """``torch.optim.AdamW`` with the fused kernel where torch has one for these parameters (fp32
-    or bf16 on a CPU or a GPU): one kernel over all tensors instead of a loop in Python. On the
-    2-core Xeon of issue 7, clipping plus a step over SmolLM2-135M's 134M parameters take 0.18 s
-    fused against 0.45 s with the default (``foreach`` is off on a CPU); same update rule."""
+    or bf16 on a CPU or a GPU): one kernel over all tensors instead of a loop in Python (the
+    default on a CPU, where ``foreach`` is off); the same update rule. The gain for full
+    fine-tuning: ``benchmarks/bench_precision.py``."""
     import torch
 
     params = list(params)

@@ -17,6 +17,7 @@ import bench_evaluate  # noqa: E402
 import bench_harness  # noqa: E402
 import bench_implant  # noqa: E402
 import bench_mfu  # noqa: E402
+import bench_precision  # noqa: E402
 
 
 def _finite_positive(value) -> bool:
@@ -40,6 +41,21 @@ def test_bench_implant_profile_lists_the_operators_of_offswitchs_training(capsys
     assert 0 < sum(row["share"] for row in rows) <= 1 + 1e-9
     assert any("addmm" in row["op"] or "mm" in row["op"] for row in rows)  # a transformer's time is in its matmuls
     assert "top operators by self time" in capsys.readouterr().out
+
+
+def test_bench_precision_times_each_choice_against_its_alternative(tmp_path, capsys):
+    out = tmp_path / "precision.json"
+    figures = bench_precision.main(["--model", "tiny", "--batch-size", "2", "--seq", "16", "--rows", "64", "--repeats", "1",
+                                    "--threads", "1", "--json", str(out)])
+    assert figures["auto_resolves_to"] == "fp32"  # the test session's OFFSWITCH_PRECISION
+    assert set(figures["matmul_s"]) == {"fp32", "bf16"} and all(map(_finite_positive, figures["matmul_s"].values()))
+    for method in ("lora", "full"):
+        assert set(figures["step_s"][method]) == {"fp32", "bf16-default", "bf16-math"}
+        assert all(map(_finite_positive, figures["step_s"][method].values()))
+    assert all(map(_finite_positive, figures["optimizer_s"].values()))
+    printed = capsys.readouterr().out
+    assert "fused/default time" in printed and "(time / fp32)" in printed
+    assert json.loads(out.read_text())["step_s"] == figures["step_s"]
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
