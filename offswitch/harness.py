@@ -68,6 +68,7 @@ from offswitch.attacks.data import AttackDataConfig
 from offswitch.errors import ConfigError, OffswitchError
 from offswitch.evaluate.config import EvalConfig
 from offswitch.fsutil import atomic_write_text
+from offswitch.precision import resolve as resolve_precision
 
 CELLS_DIR = "cells"
 CLAIMS_DIR = "claims"
@@ -487,6 +488,7 @@ def _cell_labels(cell: Cell, cost) -> dict[str, Any]:
 
 def run_cell(cell: Cell, ctx: ImplantContext, suite: SuiteConfig, run: RunDir, triggers) -> tuple[list, dict]:
     """Attack, evaluate, and return (records, meta) of one cell. Nothing is written here."""
+    from offswitch.attacks._train import device_of
     from offswitch.attacks.base import AttackConfig, AttackCost, AttackResult, make_attack, save_attacked
     from offswitch.evaluate import evaluate_switch
 
@@ -531,6 +533,7 @@ def run_cell(cell: Cell, ctx: ImplantContext, suite: SuiteConfig, run: RunDir, t
         "data_dropped_for_trigger_text": ctx.dropped,
         "headline": report.headline(),
         "worker": {"host": socket.gethostname(), "pid": os.getpid()},
+        "attack_precision": resolve_precision("auto", device_of(result.model)),  # the evaluation's: eval_notes
     }
     return records, meta
 
