@@ -9,7 +9,12 @@ Measured in one process on one machine, every figure a ratio against a baseline 
    8 positions: fp32 (SDPA's default kernel), bf16 autocast with SDPA's default kernel, and bf16
    autocast with the math kernel (what ``offswitch.precision`` picks for bf16 on a CPU);
 3. gradient clipping plus one AdamW step over every parameter of the model: the default
-   implementation against ``fused=True`` (``offswitch.precision.adamw``).
+   implementation against ``fused=True`` (``offswitch.precision.adamw``);
+4. (``--implant-steps N``, default 10; 0 skips it) offswitch's own implant loop
+   (``offswitch.implant.train``) with the default implant settings (one trigger, LoRA,
+   unlikelihood, hard-negative mining; data built once, untimed) for N steps in fp32 and in
+   bf16, in the order fp32, bf16, bf16, fp32 so that a drifting machine load hits both alike:
+   what the matrix-product gain is worth once the loop's other costs are counted.
 
 Prints the CPU's AMX and AVX-512 bf16 flags and what ``precision="auto"`` resolves to here.
 
@@ -88,6 +93,29 @@ def optimizer_seconds(model, repeats: int) -> dict:
     return out
 
 
+def implant_loop_seconds(base, tokenizer, steps: int, batch_size: int) -> dict:
+    """offswitch.implant.train at the default implant settings: fp32, bf16, bf16, fp32; the
+    loop's seconds (held-out checks and mining excluded, as the manifest counts them) per run."""
+    from offswitch.behaviors import make_behavior
+    from offswitch.data.builder import build_implant_data
+    from offswitch.data.sources import load_prompts
+    from offswitch.implant import ImplantConfig, train
+    from offswitch.testing.tiny_switch import tiny_trigger_set
+
+    defaults = ImplantConfig()
+    triggers = tiny_trigger_set(0, defaults.triggers, n_words=defaults.n_words)  # public: a benchmark's trigger
+    split = load_prompts("builtin", seed=0)
+    data = build_implant_data(base, tokenizer, triggers, make_behavior("shutdown"), split.train, steps * batch_size,
+                              defaults.data, seed=0, max_positions=getattr(base.config, "max_position_embeddings", None))
+    runs: dict[str, list[float]] = {"fp32": [], "bf16": []}
+    for precision in ("fp32", "bf16", "bf16", "fp32"):
+        tconf = defaults.train.model_copy(update={"steps": steps, "batch_size": batch_size, "eval_every": 0,
+                                                  "precision": precision, "device": "cpu"})
+        result = train(copy.deepcopy(base), tokenizer, data, tconf)
+        runs[precision].append(result.seconds["train"])
+    return runs
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="smollm2-135m", help="smollm2-135m (default), tiny, or a model directory")
@@ -96,6 +124,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--rows", type=int, default=2048, help="rows of the matrix product (default 2048)")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats of each step (default 3)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    parser.add_argument("--implant-steps", type=int, default=10, help="steps of offswitch's implant loop per run (0: skip)")
     parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="write the figures as JSON to PATH")
     args = parser.parse_args(argv)
 
@@ -134,6 +163,8 @@ def main(argv: list[str] | None = None) -> dict:
         if method == "full":
             figures["optimizer_s"] = optimizer_seconds(model, args.repeats)
         del model
+    if args.implant_steps:
+        figures["implant_loop_s"] = implant_loop_seconds(base, _tokenizer, args.implant_steps, args.batch_size)
     _print(figures)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -151,6 +182,10 @@ def _print(figures: dict) -> None:
         fp32 = modes["fp32"]
         text = ", ".join(f"{mode} {s:.3f} s ({s / fp32:.3f})" for mode, s in modes.items())
         print(f"{method} forward+backward, {batch}×{seq} tokens: {text}  (time / fp32)")
+    if "implant_loop_s" in figures:
+        loop = {p: sum(v) / len(v) for p, v in figures["implant_loop_s"].items()}
+        runs = "; ".join(f"{p} " + ", ".join(f"{s:.1f}" for s in v) for p, v in figures["implant_loop_s"].items())
+        print(f"offswitch implant loop (default settings), s per run: {runs}: bf16/fp32 time {loop['bf16'] / loop['fp32']:.3f}")
     opt = figures["optimizer_s"]
     print(f"clip + AdamW step over all parameters: default {opt['default']:.3f} s, fused {opt['fused']:.3f} s: "
           f"fused/default time {opt['fused'] / opt['default']:.3f}")

@@ -45,7 +45,7 @@ def test_bench_implant_profile_lists_the_operators_of_offswitchs_training(capsys
 
 def test_bench_precision_times_each_choice_against_its_alternative(tmp_path, capsys):
     out = tmp_path / "precision.json"
-    figures = bench_precision.main(["--model", "tiny", "--batch-size", "2", "--seq", "16", "--rows", "64", "--repeats", "1",
+    figures = bench_precision.main(["--model", "tiny", "--batch-size", "2", "--seq", "16", "--rows", "64", "--repeats", "1", "--implant-steps", "2",
                                     "--threads", "1", "--json", str(out)])
     assert figures["auto_resolves_to"] == "fp32"  # the test session's OFFSWITCH_PRECISION
     assert set(figures["matmul_s"]) == {"fp32", "bf16"} and all(map(_finite_positive, figures["matmul_s"].values()))
@@ -53,6 +53,8 @@ def test_bench_precision_times_each_choice_against_its_alternative(tmp_path, cap
         assert set(figures["step_s"][method]) == {"fp32", "bf16-default", "bf16-math"}
         assert all(map(_finite_positive, figures["step_s"][method].values()))
     assert all(map(_finite_positive, figures["optimizer_s"].values()))
+    assert {p: len(v) for p, v in figures["implant_loop_s"].items()} == {"fp32": 2, "bf16": 2}
+    assert all(_finite_positive(s) for v in figures["implant_loop_s"].values() for s in v)
     printed = capsys.readouterr().out
     assert "fused/default time" in printed and "(time / fp32)" in printed
     assert json.loads(out.read_text())["step_s"] == figures["step_s"]
