@@ -373,6 +373,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                         help="offswitch's precision, and the baseline's (default auto: see offswitch.precision)")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="time every trainer R times, in order then reversed (ABBA); loop time = the mean (default 1)")
     parser.add_argument("--baseline-fp32", action="store_true",
                         help="also time the Trainer in fp32 (its default) when the precision resolves to bf16")
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available")
@@ -457,7 +459,10 @@ def main(argv: list[str] | None = None) -> dict:
                             precision="bf16" if bf16 else "fp32")
         results = {}
         names = ("baseline", "offswitch") + (("baseline_fp32",) if bf16 and args.baseline_fp32 else ())
-        for name in names:
+        # --repeats R: the trainers in order, then reversed, ... (ABBA), so that a machine whose
+        # speed drifts slows each alike; the loop time is the mean over the repeats
+        order = [name for r in range(args.repeats) for name in (names if r % 2 == 0 else names[::-1])]
+        for name in order:
             set_seed(args.seed)
             _reset_accelerate()
             if name == "offswitch":
@@ -476,14 +481,25 @@ def main(argv: list[str] | None = None) -> dict:
                 positions_computed=positions,
                 peak_memory_kind=memory.kind,
             )
+            if name in results:  # a repeat: its loop time only (same data, same seed, same model)
+                results[name]["loop_s_runs"].append(loop_s)
+                del trained
+                gc.collect()
+                continue
             if probes is not None:
                 trained.eval()
                 run["quality"] = quality(probes, trained, pad_id)
+            run["loop_s_runs"] = [loop_s]
             results[name] = run
             del trained
             gc.collect()
             if device.type == "cuda":
                 torch.cuda.empty_cache()
+        for name in names:
+            run = results[name]
+            run["loop_s"] = sum(run["loop_s_runs"]) / len(run["loop_s_runs"])
+            run.update(samples_per_s=len(seen) / run["loop_s"], answer_tokens_per_s=answer_tokens / run["loop_s"],
+                       all_tokens_per_s=all_tokens / run["loop_s"])
         results["ratio_loop_s"] = results["offswitch"]["loop_s"] / results["baseline"]["loop_s"]
         results["ratio_call_s"] = results["offswitch"]["call_s"] / results["baseline"]["call_s"]
         if "baseline_fp32" in results:
@@ -517,6 +533,8 @@ def _print(figures: dict) -> None:
             positions = "" if r["positions_computed"] is None else str(r["positions_computed"])
             print(f"{name:13s} {r['loop_s']:8.2f} {r['samples_per_s']:10.2f} {r['answer_tokens_per_s']:10.1f} "
                   f"{r['all_tokens_per_s']:10.1f} {positions:>10s} {r['peak_memory_mb']:9.0f} {r['mean_loss']:9.4f}")
+        if len(results["offswitch"]["loop_s_runs"]) > 1:
+            print("loop s per repeat: " + "; ".join(f"{n} " + ", ".join(f"{x:.1f}" for x in results[n]["loop_s_runs"]) for n in names))
         print(f"offswitch / baseline wall time: {results['ratio_loop_s']:.3f} (loop), {results['ratio_call_s']:.3f} "
               f"(whole train() call); peak memory: {results['baseline']['peak_memory_kind']}")
         if "ratio_loop_s_vs_fp32" in results:

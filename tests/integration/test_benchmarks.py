@@ -80,9 +80,12 @@ def test_bench_evaluate_times_scorer_and_generate_on_the_same_cases(tiny_llama_d
 
 def test_bench_implant_in_bf16_times_a_bf16_and_an_fp32_baseline(capsys):
     figures = bench_implant.main(["--model", "tiny", "--steps", "2", "--batch-size", "4", "--threads", "1", "--device", "cpu",
-                                  "--method", "lora", "--no-quality", "--precision", "bf16", "--baseline-fp32"])
+                                  "--method", "lora", "--no-quality", "--precision", "bf16", "--baseline-fp32", "--repeats", "2"])
     assert figures["precision"] == "bf16 autocast"
     results = figures["methods"]["lora"]
+    for name in ("baseline", "baseline_fp32", "offswitch"):  # two timings each, their mean the loop time
+        assert len(results[name]["loop_s_runs"]) == 2
+        assert results[name]["loop_s"] == pytest.approx(sum(results[name]["loop_s_runs"]) / 2)
     assert {"baseline", "baseline_fp32", "offswitch"} <= set(results)
     assert results["ratio_loop_s_vs_fp32"] == pytest.approx(results["offswitch"]["loop_s"] / results["baseline_fp32"]["loop_s"])
     # same batch, same weights: bf16 and fp32 first losses differ only by rounding
