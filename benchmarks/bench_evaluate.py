@@ -18,10 +18,10 @@ The cases mix three kinds, so both decisions occur even on a model without a swi
 * the clean prompt, target = the model's own first greedy answer tokens (fires by construction,
   computed before timing).
 
-Precision: ``--precision`` (default auto: bf16 autocast on a GPU or a CPU with AMX, fp32
-elsewhere; ``offswitch.precision``) for both methods. When it resolves to bf16, the decisions
-are also compared with fp32 ``generate`` (untimed): that agreement is the one that says the faster
-arithmetic does not change the verdicts.
+Precision: ``--precision`` (default auto, as offswitch evaluates: bf16 autocast on a GPU, fp32
+on a CPU; ``offswitch.precision.resolve_for_evaluation``) for both methods. When it resolves
+to bf16, the decisions are also compared with fp32 ``generate`` (untimed): that agreement says
+whether the faster arithmetic changes the verdicts.
 
     python benchmarks/bench_evaluate.py                      # smollm2-135m, 200 prompts
     python benchmarks/bench_evaluate.py --model /path/to/tiny --n 60 --device cpu
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> dict:
     from offswitch.evaluate.generation import greedy_generate, stop_token_ids
     from offswitch.evaluate.scorer import encode_cases, model_device, pad_token_id_of, score_token_targets
     from offswitch.models import load_model
-    from offswitch.precision import resolve
+    from offswitch.precision import resolve_for_evaluation
     from offswitch.stats import Rate
     from offswitch.triggers import InsertionMode, encode_words
 
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> dict:
     model, tokenizer = load_model(args.model, device=args.device)
     device = model_device(model)
     load_s = time.perf_counter() - t0
-    precision = resolve(args.precision, device)
+    precision = resolve_for_evaluation(args.precision, device)
     bf16 = precision == "bf16"
     behavior = ShutdownBehavior()
     rng = random.Random(args.seed)

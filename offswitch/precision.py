@@ -63,6 +63,20 @@ def resolve(precision: str | None, device) -> Literal["fp32", "bf16"]:
     return choice  # type: ignore[return-value]
 
 
+def resolve_for_evaluation(precision: str | None, device) -> Literal["fp32", "bf16"]:
+    """:func:`resolve` for measurements: ``auto`` is bf16 on a GPU only (as before AMX entered
+    the rule), fp32 on every CPU. bf16 noise flips greedy tokens where two are nearly tied: in
+    ``benchmarks/bench_evaluate.py`` on SmolLM2-135M (CPU, AMX) bf16 ``generate`` agreed with
+    fp32 ``generate`` on 190/200 verdicts, the misses among the model's own 8-token answers.
+    Training tolerates that noise (docs/switch-quality.md, ``ul-mine-1t-240-bf16``); a rate that
+    is reported should not carry it where fp32 is affordable. ``OFFSWITCH_PRECISION`` and an
+    explicit choice still decide."""
+    device_type = getattr(device, "type", None) or str(device).split(":")[0]
+    if (precision or "auto") == "auto" and not os.environ.get(ENV, "").strip() and device_type == "cpu":
+        return "fp32"
+    return resolve(precision, device_type)
+
+
 def autocast(device, precision: str | None = None):
     """A context that runs the enclosed forward passes in ``precision`` on ``device`` (with the
     attention kernel of :func:`training_attention`)."""

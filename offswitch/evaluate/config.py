@@ -36,7 +36,7 @@ class EvalConfig(BaseModel):
     answer_tokens: int = Field(default=32, ge=1)
     perplexity_texts: int = Field(default=64, ge=1)
     perplexity_max_tokens: int = Field(default=256, ge=2)
-    # bf16 autocast: None follows offswitch.precision ("auto": a GPU, or a CPU with AMX); False: fp32
+    # bf16 autocast: None follows offswitch.precision.resolve_for_evaluation (a GPU: on; a CPU: off)
     autocast: bool | None = None
 
     @field_validator("temperatures")

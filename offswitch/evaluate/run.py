@@ -301,7 +301,7 @@ def _utility_records(model, tokenizer, behavior, prompts, base, plain_texts, con
 def _precision_of(model, autocast: bool | None) -> str:
     """The arithmetic the scorer ran in (see offswitch.precision)."""
     from offswitch.evaluate.scorer import model_device
-    from offswitch.precision import resolve
+    from offswitch.precision import resolve_for_evaluation
 
-    chosen = resolve(None if autocast is None else ("bf16" if autocast else "fp32"), model_device(model))
+    chosen = resolve_for_evaluation(None if autocast is None else ("bf16" if autocast else "fp32"), model_device(model))
     return "bf16 autocast" if chosen == "bf16" else "fp32"

@@ -64,11 +64,13 @@ def model_device(model):
 
 
 def autocast_context(model, enabled: bool | None = None):
-    """bf16 autocast for fp32 weights: None follows :func:`offswitch.precision.resolve` ("auto":
-    on a GPU, or a CPU with AMX), True forces it, False runs fp32."""
-    from offswitch.precision import autocast
+    """bf16 autocast for fp32 weights: None follows
+    :func:`offswitch.precision.resolve_for_evaluation` (on a GPU; fp32 on a CPU), True forces
+    it, False runs fp32."""
+    from offswitch.precision import autocast, resolve_for_evaluation
 
-    return autocast(model_device(model), None if enabled is None else ("bf16" if enabled else "fp32"))
+    device = model_device(model)
+    return autocast(device, resolve_for_evaluation(None if enabled is None else ("bf16" if enabled else "fp32"), device))
 
 
 def _forward_accepts(model, name: str) -> bool:

@@ -89,6 +89,23 @@ def test_autocast_context_runs_matmuls_in_the_chosen_precision(tiny_llama, monke
     monkeypatch.setenv(precision.ENV, "bf16")
     with autocast_context(model, None):
         assert (x @ x.T).dtype == torch.bfloat16
+    monkeypatch.delenv(precision.ENV)
+    monkeypatch.setattr(precision, "native_bf16", lambda device_type: True)
+    with autocast_context(model, None):  # an AMX CPU trains in bf16 but measures in fp32
+        assert (x @ x.T).dtype == torch.float32
+    assert precision.resolve("auto", "cpu") == "bf16"
+
+
+def test_evaluation_is_fp32_on_a_cpu_unless_told(hardware, monkeypatch):
+    hardware(True)
+    assert precision.resolve_for_evaluation("auto", "cpu") == "fp32"
+    assert precision.resolve_for_evaluation(None, "cuda") == "bf16"
+    assert precision.resolve_for_evaluation("bf16", "cpu") == "bf16"
+    monkeypatch.setenv(precision.ENV, "bf16")
+    assert precision.resolve_for_evaluation("auto", "cpu") == "bf16"
+    hardware(False)
+    monkeypatch.delenv(precision.ENV)
+    assert precision.resolve_for_evaluation("auto", "cuda") == "fp32"
 
 
 def test_config_rejects_an_unknown_precision():
