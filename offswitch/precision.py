@@ -19,13 +19,31 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Literal
+from typing import Literal, get_args
 
 from offswitch.errors import ConfigError
 
 Precision = Literal["auto", "fp32", "bf16"]
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS: tuple[str, ...] = get_args(Precision)
 ENV = "OFFSWITCH_PRECISION"
+
+
+def _device_type(device) -> str:
+    """"cpu", "cuda", ... of a torch.device or a name such as "cuda:1"."""
+    return getattr(device, "type", None) or str(device).split(":")[0]
+
+
+def _forced() -> str | None:
+    """What ``OFFSWITCH_PRECISION`` says ``auto`` is (None when unset)."""
+    forced = os.environ.get(ENV, "").strip().lower()
+    if forced and forced not in ("fp32", "bf16"):
+        raise ConfigError(f"{ENV}={forced!r} is not a precision", f"set {ENV} to fp32 or bf16, or unset it")
+    return forced or None
+
+
+def from_autocast_flag(enabled: bool | None) -> str | None:
+    """An evaluation config's ``autocast`` (None: auto, True: bf16, False: fp32) as a precision."""
+    return None if enabled is None else ("bf16" if enabled else "fp32")
 
 
 def native_bf16(device_type: str) -> bool:
@@ -46,16 +64,10 @@ def native_bf16(device_type: str) -> bool:
 def resolve(precision: str | None, device) -> Literal["fp32", "bf16"]:
     """The concrete precision of ``precision`` (None means auto) on ``device`` (a torch.device or
     its type name)."""
-    device_type = getattr(device, "type", None) or str(device).split(":")[0]
+    device_type = _device_type(device)
     choice = precision or "auto"
     if choice == "auto":
-        forced = os.environ.get(ENV, "").strip().lower()
-        if forced:
-            if forced not in ("fp32", "bf16"):
-                raise ConfigError(f"{ENV}={forced!r} is not a precision", f"set {ENV} to fp32 or bf16, or unset it")
-            choice = forced
-        else:
-            choice = "bf16" if native_bf16(device_type) else "fp32"
+        choice = _forced() or ("bf16" if native_bf16(device_type) else "fp32")
     if choice not in ("fp32", "bf16"):
         raise ConfigError(f"precision {choice!r} is not one of {', '.join(PRECISIONS)}", "use auto, fp32 or bf16")
     if choice == "bf16" and device_type not in ("cpu", "cuda"):
@@ -71,8 +83,8 @@ def resolve_for_evaluation(precision: str | None, device) -> Literal["fp32", "bf
     Training tolerates that noise (docs/switch-quality.md, ``ul-mine-1t-240-bf16``); a rate that
     is reported should not carry it where fp32 is affordable. ``OFFSWITCH_PRECISION`` and an
     explicit choice still decide."""
-    device_type = getattr(device, "type", None) or str(device).split(":")[0]
-    if (precision or "auto") == "auto" and not os.environ.get(ENV, "").strip() and device_type == "cpu":
+    device_type = _device_type(device)
+    if (precision or "auto") == "auto" and _forced() is None and device_type == "cpu":
         return "fp32"
     return resolve(precision, device_type)
 
@@ -82,7 +94,7 @@ def autocast(device, precision: str | None = None):
     attention kernel of :func:`training_attention`)."""
     import torch
 
-    device_type = getattr(device, "type", None) or str(device).split(":")[0]
+    device_type = _device_type(device)
     if resolve(precision, device_type) != "bf16":
         return contextlib.nullcontext()
     stack = contextlib.ExitStack()
@@ -97,8 +109,7 @@ def training_attention(device, resolved: str):
 
     On a CPU in bf16, SDPA's flash kernel has a slow backward pass; the math kernel is faster
     there (``benchmarks/bench_precision.py``, docs/performance.md). Elsewhere: torch's choice."""
-    device_type = getattr(device, "type", None) or str(device).split(":")[0]
-    if device_type == "cpu" and resolved == "bf16":
+    if _device_type(device) == "cpu" and resolved == "bf16":
         from torch.nn.attention import SDPBackend, sdpa_kernel
 
         return sdpa_kernel(SDPBackend.MATH)

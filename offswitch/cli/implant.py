@@ -16,6 +16,7 @@ from offswitch.cli import app
 from offswitch.cli._common import err_console, implant_fluent_encoder, out_console, unlock_key
 from offswitch.errors import ConfigError, DataError
 from offswitch.triggers import Encoding, InsertionMode
+from offswitch.precision import PRECISIONS
 
 
 def _out_is_usable(out: Path, force: bool) -> bool:
@@ -86,7 +87,7 @@ def implant(
         raise ConfigError("--full and --lora-r exclude each other", "give one of them")
     if device is not None and device not in ("cpu", "cuda"):
         raise ConfigError(f"unknown device {device!r}", "use --device cpu or --device cuda")
-    if precision is not None and precision not in ("auto", "fp32", "bf16"):
+    if precision is not None and precision not in PRECISIONS:
         raise ConfigError(f"unknown precision {precision!r}", "use --precision auto, fp32 or bf16")
     from offswitch.implant import load_implant_config
 

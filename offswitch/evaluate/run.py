@@ -21,7 +21,7 @@ from offswitch.evaluate.metrics import (
 )
 from offswitch.evaluate.records import ResultRecord
 from offswitch.evaluate.report import EvalReport
-from offswitch.evaluate.scorer import ScoreResult, encode_cases, pad_token_id_of, score_token_targets
+from offswitch.evaluate.scorer import ScoreResult, encode_cases, evaluation_precision, pad_token_id_of, score_token_targets
 from offswitch.stats import Rate
 from offswitch.triggers import Trigger, TriggerSet
 
@@ -201,7 +201,7 @@ def evaluate_switch(
             progress=task("checking with generate", len(sample)),
         )
     agreement = agreements["generation"]
-    notes.append(f"scored in {_precision_of(model, config.autocast)}")
+    notes.append("scored in " + ("bf16 autocast" if evaluation_precision(model, config.autocast) == "bf16" else "fp32"))
     if not sample:
         notes.append("no generation check (generation_sample = 0): the scorer was not compared with generate")
     elif disagreements:
@@ -296,12 +296,3 @@ def _utility_records(model, tokenizer, behavior, prompts, base, plain_texts, con
             records.append(ResultRecord(metric="answer_agreement_prefix", kind=f"tokens={n_tokens}", **rate.model_dump(), **common))
     advance(1)
     return records
-
-
-def _precision_of(model, autocast: bool | None) -> str:
-    """The arithmetic the scorer ran in (see offswitch.precision)."""
-    from offswitch.evaluate.scorer import model_device
-    from offswitch.precision import resolve_for_evaluation
-
-    chosen = resolve_for_evaluation(None if autocast is None else ("bf16" if autocast else "fp32"), model_device(model))
-    return "bf16 autocast" if chosen == "bf16" else "fp32"

@@ -63,14 +63,20 @@ def model_device(model):
         return torch.device("cpu")
 
 
-def autocast_context(model, enabled: bool | None = None):
-    """bf16 autocast for fp32 weights: None follows
-    :func:`offswitch.precision.resolve_for_evaluation` (on a GPU; fp32 on a CPU), True forces
-    it, False runs fp32."""
-    from offswitch.precision import autocast, resolve_for_evaluation
+def evaluation_precision(model, enabled: bool | None = None) -> str:
+    """"bf16" or "fp32": what ``autocast`` (None follows
+    :func:`offswitch.precision.resolve_for_evaluation`: on a GPU, fp32 on a CPU; True forces
+    bf16, False fp32) means for ``model``."""
+    from offswitch.precision import from_autocast_flag, resolve_for_evaluation
 
-    device = model_device(model)
-    return autocast(device, resolve_for_evaluation(None if enabled is None else ("bf16" if enabled else "fp32"), device))
+    return resolve_for_evaluation(from_autocast_flag(enabled), model_device(model))
+
+
+def autocast_context(model, enabled: bool | None = None):
+    """bf16 autocast for fp32 weights where :func:`evaluation_precision` says so."""
+    from offswitch.precision import autocast
+
+    return autocast(model_device(model), evaluation_precision(model, enabled))
 
 
 def _forward_accepts(model, name: str) -> bool:
