@@ -394,7 +394,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    bf16 = resolve(args.precision, device) == "bf16"  # what offswitch's accelerator picks
+    bf16 = resolve(args.precision, device) == "bf16"  # what offswitch's training loop autocasts to
     methods = METHODS if args.method == "both" else (args.method,)
 
     # ---- model and data: built once, outside every timing
