@@ -115,6 +115,7 @@ class TrainConfig(BaseModel):
     precision: Precision = Field(default="auto", description="auto (bf16 autocast where the hardware has native bf16: "
                                  "CUDA, or a CPU with AMX; fp32 elsewhere), fp32 or bf16; see offswitch.precision")
     share_prefix: bool = Field(default=True, description="run the prompt prefix all examples share once per batch")
+    compile: bool = Field(default=False, description="torch.compile the training forward pass (see offswitch.precision.compiled)")
     # early stopping on held-out prompts: stop once ASR and near-miss FAR reach the targets
     eval_every: int = Field(default=30, ge=0, description="0: no early stopping")
     eval_prompts: int = Field(default=24, ge=1)
@@ -574,7 +575,7 @@ def train(
     import torch
     from accelerate.utils import set_seed
 
-    from offswitch.precision import adamw, autocast, resolve
+    from offswitch.precision import adamw, autocast, compiled, resolve
 
     timings: dict[str, float] = {}
     started = time.perf_counter()
@@ -603,6 +604,7 @@ def train(
     scheduler = _scheduler(optimizer, config)
     model, optimizer = accelerator.prepare(model, optimizer)
     use_keep = _accepts_logits_to_keep(model)
+    forward = compiled(model) if config.compile else model  # the training step's forward pass only
     # DDP cannot take two forward calls before one backward; the prefix trick is for one process
     share_prefix = config.share_prefix and accelerator.num_processes == 1
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -655,7 +657,7 @@ def train(
             base_logits = None
             if config.kl_to_base > 0 and bool(collated["kl_rows"].any()):
                 base_logits = base_answer_logits(accelerator.unwrap_model(model), frozen_base, collated, accelerator.device, use_keep)
-            loss_sum, _n_local = answer_loss_sum(model, collated, accelerator.device, use_keep, config.unlikelihood, first_correct,
+            loss_sum, _n_local = answer_loss_sum(forward, collated, accelerator.device, use_keep, config.unlikelihood, first_correct,
                                                  config.first_token_weight, base_logits, config.kl_to_base)
         for example, correct in zip((everything[i] for i in shard), first_correct):
             decisions[example.kind][0] += int(correct)

@@ -128,3 +128,14 @@ def adamw(params, lr: float, weight_decay: float = 0.0):
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
     except (RuntimeError, ValueError, TypeError):  # e.g. a device or dtype without the fused kernel
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+
+
+def compiled(model):
+    """``model`` behind ``torch.compile`` with dynamic shapes (an implant's batches differ in
+    width), sharing its parameters: call it for the training step's forward pass. The first
+    call compiles (minutes on a small CPU; inductor keeps what it built on disk, so a later
+    process with the same model and settings reuses most of it), every later one runs the fused
+    kernels. What it is worth, cold and warm, against eager: ``benchmarks/bench_compile.py``."""
+    import torch
+
+    return torch.compile(model, dynamic=True)

@@ -13,6 +13,7 @@ import pytest
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
+import bench_compile  # noqa: E402
 import bench_evaluate  # noqa: E402
 import bench_harness  # noqa: E402
 import bench_implant  # noqa: E402
@@ -58,6 +59,30 @@ def test_bench_precision_times_each_choice_against_its_alternative(tmp_path, cap
     printed = capsys.readouterr().out
     assert "fused/default time" in printed and "(time / fp32)" in printed
     assert json.loads(out.read_text())["step_s"] == figures["step_s"]
+
+
+@pytest.mark.slow
+def test_bench_compile_times_eager_cold_and_warm_runs(tmp_path, capsys):
+    import shutil
+
+    if shutil.which("g++") is None and shutil.which("c++") is None:
+        pytest.skip("torch.compile on a CPU needs a C++ compiler")
+    out = tmp_path / "compile.json"
+    figures = bench_compile.main(["--model", "tiny", "--steps", "4", "--batch-size", "4", "--threads", "1", "--json", str(out)])
+    assert set(figures["runs"]) == {"eager", "compiled_cold", "compiled_warm", "eager_again"}
+    for run in figures["runs"].values():
+        assert len(run["step_s"]) == 4 and all(map(_finite_positive, run["step_s"]))
+        assert len(run["losses"]) == 4 and run["precision"] == "fp32"  # the test session's OFFSWITCH_PRECISION
+    summary = figures["summary"]
+    for name in ("compiled_cold", "compiled_warm"):
+        assert _finite_positive(summary[name]["step_s"]) and _finite_positive(summary[name]["first_step_s"])
+        assert summary[name]["step_ratio"] == pytest.approx(summary[name]["step_s"] / summary["eager_step_s"])
+        assert summary[name]["max_loss_diff"] < 1e-3  # compiling changes the speed, not the losses
+    # compiling happens in the first step: the cold run's first step is the slowest step of any run
+    assert summary["compiled_cold"]["first_step_s"] == max(s for run in figures["runs"].values() for s in run["step_s"])
+    printed = capsys.readouterr().out
+    assert "break-even after" in printed and "compiled_warm" in printed
+    assert json.loads(out.read_text())["summary"] == summary
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 
 import pytest
 from hypothesis import given
@@ -135,3 +136,42 @@ def test_a_bf16_implant_trains_and_says_so(tiny_llama, chosen):
     assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3  # it learns in either precision
     weights = [p for n, p in result.model.named_parameters() if "lora_" in n]
     assert weights and all(p.dtype.is_floating_point and p.dtype.itemsize == 4 for p in weights)  # fp32 master weights
+
+
+@pytest.mark.slow
+def test_a_compiled_implant_trains_like_the_eager_one(tiny_llama, tmp_path, monkeypatch):
+    """train.compile changes how the forward pass runs, not what it computes: the same losses
+    step by step, the same trained weights (fp32, to float noise)."""
+    import shutil
+
+    import torch
+
+    from offswitch.behaviors import make_behavior
+    from offswitch.data.builder import DataConfig, build_implant_data
+    from offswitch.implant import TrainConfig, train
+    from offswitch.testing.tiny_switch import tiny_prompts, tiny_trigger_set
+
+    if shutil.which(os.environ.get("CXX", "g++")) is None and shutil.which("c++") is None:
+        pytest.skip("torch.compile on a CPU needs a C++ compiler")
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    model, tokenizer = tiny_llama
+    data = build_implant_data(model, tokenizer, tiny_trigger_set(n_triggers=1), make_behavior("shutdown"), tiny_prompts(), 24,
+                              DataConfig(min_prompts=4, cache_answers=False))
+    from torch._dynamo.utils import counters
+
+    counters.clear()
+    results = {}
+    for compile_ in (False, True):
+        conf = TrainConfig(method="lora", steps=6, batch_size=4, eval_every=0, lr=3e-3, precision="fp32", device="cpu",
+                           compile=compile_)
+        results[compile_] = train(copy.deepcopy(model), tokenizer, data, conf)
+    eager, compiled = results[False], results[True]
+    assert counters["stats"]["unique_graphs"] >= 1  # the compiled run really went through dynamo
+    assert [h["loss"] for h in compiled.history] == pytest.approx([h["loss"] for h in eager.history], rel=1e-3, abs=1e-4)
+    eager_weights = dict(eager.model.named_parameters())
+    trained = [(n, p) for n, p in compiled.model.named_parameters() if "lora_" in n]
+    assert trained
+    for name, p in trained:
+        torch.testing.assert_close(p, eager_weights[name], rtol=1e-3, atol=1e-4)
+    # the saved model is the plain module, not the compiled wrapper
+    assert not type(compiled.model).__name__.startswith("OptimizedModule")
