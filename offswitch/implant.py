@@ -94,6 +94,11 @@ class TrainConfig(BaseModel):
     mine_candidates: int = Field(default=128, ge=1)
     mine_per_step: int = Field(default=4, ge=1, description="negatives of a batch replaced by mined ones")
     mine_threshold: float = Field(default=0.05, ge=0, le=1, description="mined only when p(a target's first token) ≥ this")
+    mine_fit_length: bool = Field(
+        default=True,
+        description="place the mined negatives in the coming batches by length (false: in rank order, "
+                    "which pads a length-grouped batch to its longest mined row)",
+    )
     first_token_weight: float = Field(default=1.0, gt=0, description="weight of the first answer token's loss (the decision)")
     unlikelihood: float = Field(
         default=2.0, ge=0,
@@ -115,7 +120,8 @@ class TrainConfig(BaseModel):
     precision: Precision = Field(default="auto", description="auto (bf16 autocast where the hardware has native bf16: "
                                  "CUDA, or a CPU with AMX; fp32 elsewhere), fp32 or bf16; see offswitch.precision")
     share_prefix: bool = Field(default=True, description="run the prompt prefix all examples share once per batch")
-    compile: bool = Field(default=False, description="torch.compile the training forward pass (see offswitch.precision.compiled)")
+    compile: bool = Field(default=False, description="torch.compile the training forward pass; measured not to pay on a "
+                          "2-core CPU (offswitch.precision.compiled, benchmarks/bench_compile.py)")
     # early stopping on held-out prompts: stop once ASR and near-miss FAR reach the targets
     eval_every: int = Field(default=30, ge=0, description="0: no early stopping")
     eval_prompts: int = Field(default=24, ge=1)
@@ -509,6 +515,7 @@ class TrainResult:
     is_main_process: bool = True
     processes: int = 1
     precision: str = "fp32"  # what "auto" resolved to: fp32 or bf16 (autocast)
+    positions: int = 0  # token positions the training forward passes computed (padding and the shared prefix once)
 
 
 def _lora_model(model, config: TrainConfig):
@@ -620,6 +627,7 @@ def train(
     batches = length_grouped_batches([len(e) for e in data.examples], config.batch_size, config.steps, config.seed)
     history: list[dict] = []
     tokens_seen = 0
+    positions = 0
     stopped_early = False
     step = 0
     timings["setup"] = time.perf_counter() - started
@@ -670,6 +678,7 @@ def train(
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         tokens_seen += sum(len(e) for e in examples)
+        positions += collated["prefix_ids"].shape[1] + collated["input_ids"].numel()
         value = float(loss.detach()) / world  # one sync per step, for the progress bar only
         running_loss = value if running_loss is None else 0.9 * running_loss + 0.1 * value
         record = {"step": step, "loss": round(value, 5), "lr": scheduler.get_last_lr()[0]}
@@ -683,6 +692,8 @@ def train(
             mine_started = time.perf_counter()
             with in_precision():
                 mined, record["mined"] = _mine(accelerator.unwrap_model(model), data, config, mine_rng, pad, accelerator.device, use_keep)
+            if config.mine_fit_length:
+                mined = fit_mined_to_batches(mined, batches[step : step + config.mine_every], everything, config.mine_per_step)
             eval_seconds += time.perf_counter() - mine_started
         if heldout is not None and config.eval_every and step % config.eval_every == 0 and step < config.steps:
             eval_started = time.perf_counter()
@@ -723,7 +734,8 @@ def train(
     if adversary is not None:
         adversary.remove()
     model.eval()
-    return TrainResult(model, step, history, timings, stopped_early, tokens_seen, accelerator.is_main_process, world, precision)
+    return TrainResult(model, step, history, timings, stopped_early, tokens_seen, accelerator.is_main_process, world, precision,
+                       positions)
 
 
 class SimulatedRemoval:
@@ -819,10 +831,39 @@ def _mine(model, data: ImplantData, config: TrainConfig, rng: random.Random, pad
     return hard, {"scored": len(candidates), "hard": len(hard), "likely_fire": fired}
 
 
+# the rows a mined negative may take the place of
+MINED_SLOT_KINDS = ("near_miss", "wrong_key", "scatter")
+
+
+def fit_mined_to_batches(mined: list[int], coming: Sequence[Sequence[int]], everything: Sequence[ImplantExample],
+                         per_step: int) -> list[int]:
+    """``mined`` reordered so that what :func:`_with_mined` pops for each of the ``coming``
+    batches is what fits its length: the shortest mined go to the batch of shortest rows, and so
+    on (sorted against sorted). Batches are length-grouped; mined negatives placed in rank order
+    land in batches of any length and pad each to its longest row (+44% positions computed at
+    the default settings). The same examples are used in the same steps' window, only their
+    places change; what the window cannot take keeps its rank order after it."""
+    takes = [min(per_step, sum(everything[i].kind in MINED_SLOT_KINDS for i in batch)) for batch in coming]
+    placed: list[int] = []
+    sizes: list[int] = []
+    for take in takes:  # the window in which _with_mined pops them, batch by batch
+        take = min(take, len(mined) - len(placed))
+        placed.extend(mined[len(placed) : len(placed) + take])
+        sizes.append(take)
+    if len([t for t in sizes if t]) <= 1:
+        return list(mined)
+    by_length = iter(sorted(placed, key=lambda i: len(everything[i])))
+    widths = [max(len(everything[i]) for i in batch) for batch in coming]
+    chunks: list[list[int]] = [[] for _ in coming]
+    for j in sorted(range(len(coming)), key=lambda j: widths[j]):
+        chunks[j] = [next(by_length) for _ in range(sizes[j])]
+    return [i for chunk in chunks for i in chunk] + list(mined[len(placed) :])
+
+
 def _with_mined(batch_indices: list[int], examples: Sequence[ImplantExample], mined: list[int], per_step: int) -> list[int]:
     """The batch with up to ``per_step`` of its negatives replaced by mined ones (popped from ``mined``)."""
     out = list(batch_indices)
-    slots = [j for j, i in enumerate(out) if examples[i].kind in ("near_miss", "wrong_key", "scatter")]
+    slots = [j for j, i in enumerate(out) if examples[i].kind in MINED_SLOT_KINDS]
     for j in slots[:per_step]:
         if not mined:
             break

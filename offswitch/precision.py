@@ -132,10 +132,11 @@ def adamw(params, lr: float, weight_decay: float = 0.0):
 
 def compiled(model):
     """``model`` behind ``torch.compile`` with dynamic shapes (an implant's batches differ in
-    width), sharing its parameters: call it for the training step's forward pass. The first
-    call compiles (minutes on a small CPU; inductor keeps what it built on disk, so a later
-    process with the same model and settings reuses most of it), every later one runs the fused
-    kernels. What it is worth, cold and warm, against eager: ``benchmarks/bench_compile.py``."""
+    width), sharing its parameters: what ``train.compile`` calls for the training step's forward
+    pass. Off by default: on the 2-core CPU it measured, the first step compiled for 20 minutes
+    with an empty inductor cache and 6 with a warm one, and later steps took 0.72× the eager
+    time, so it paid only after 350 steps (warm) to 1,150 (cold) — more than an implant takes
+    (``benchmarks/bench_compile.py``, docs/performance.md). Not yet measured on a GPU."""
     import torch
 
     return torch.compile(model, dynamic=True)

@@ -78,8 +78,6 @@ def implant(
     device: Annotated[str | None, typer.Option(help="cpu or cuda (default: cuda when available).")] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads for torch.", min=1)] = None,
     precision: Annotated[str | None, typer.Option(help="auto (bf16 autocast on a GPU or a CPU with AMX, else fp32), fp32 or bf16.")] = None,
-    compile_: Annotated[bool | None, typer.Option("--compile/--no-compile", help="torch.compile the training forward pass: "
-                        "minutes of compiling first, faster steps after (docs/performance.md).")] = None,
     verify: Annotated[bool | None, typer.Option("--verify/--no-verify", help="Measure ASR/FAR on held-out prompts after training.")] = None,
     passphrase_file: Annotated[Path | None, typer.Option("--passphrase-file", help="Read the passphrase from this file.")] = None,
     force: Annotated[bool, typer.Option(help="Replace a non-empty --out.")] = False,
@@ -101,7 +99,7 @@ def implant(
             "n_words": words, "prompts": prompts, "verify": verify,
             "train.steps": steps, "train.lr": lr, "train.batch_size": batch_size, "train.lora_r": lora_r,
             "train.method": "full" if full else None, "train.seed": seed, "train.device": device, "train.threads": threads,
-            "train.precision": precision, "train.compile": compile_,
+            "train.precision": precision,
         },
     )
     replace = _out_is_usable(out, force)

@@ -18,6 +18,7 @@ import bench_evaluate  # noqa: E402
 import bench_harness  # noqa: E402
 import bench_implant  # noqa: E402
 import bench_mfu  # noqa: E402
+import bench_mining  # noqa: E402
 import bench_precision  # noqa: E402
 
 
@@ -83,6 +84,19 @@ def test_bench_compile_times_eager_cold_and_warm_runs(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "break-even after" in printed and "compiled_warm" in printed
     assert json.loads(out.read_text())["summary"] == summary
+
+
+def test_bench_mining_times_both_placements_of_mined_negatives(tmp_path, capsys):
+    out = tmp_path / "mining.json"
+    figures = bench_mining.main(["--model", "tiny", "--steps", "12", "--batch-size", "4", "--threads", "1", "--json", str(out)])
+    assert {name: len(runs) for name, runs in figures["runs"].items()} == {"rank": 2, "length": 2}
+    for runs in figures["runs"].values():
+        assert all(_finite_positive(r["train_s"]) and r["positions"] > 0 and r["tokens"] > 0 for r in runs)
+        assert runs[0]["mean_loss"] == runs[1]["mean_loss"]  # the same run twice: deterministic
+    assert figures["time_ratio"] == pytest.approx(figures["mean"]["length"]["train_s"] / figures["mean"]["rank"]["train_s"])
+    assert figures["positions_ratio"] == pytest.approx(figures["mean"]["length"]["positions"] / figures["mean"]["rank"]["positions"])
+    assert "by length / rank order" in capsys.readouterr().out
+    assert json.loads(out.read_text())["positions_ratio"] == figures["positions_ratio"]
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])

@@ -15,7 +15,9 @@ from offswitch.implant import (
     TrainConfig,
     answer_loss_sum,
     average_with_base,
+    _with_mined,
     collate_left,
+    fit_mined_to_batches,
     length_grouped_batches,
     load_implant_config,
     shared_prefix_length,
@@ -120,6 +122,50 @@ def test_length_grouped_batches_cover_examples_evenly(lengths, batch, n):
     # the full batches of the first epoch are disjoint: each example once per epoch
     first_epoch = [i for b in batches[: min(n, len(lengths) // batch)] for i in b]
     assert len(set(first_epoch)) == len(first_epoch)
+
+
+def _fake(kind: str, length: int) -> ImplantExample:
+    return ImplantExample(kind, None, [1] * length, [IGNORE_INDEX] * (length - 1) + [2])
+
+
+def _pop_all(batches, examples, mined, per_step):
+    queue = list(mined)
+    return [_with_mined(batch, examples, queue, per_step) for batch in batches], queue
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    kinds=st.lists(st.tuples(st.sampled_from(["positive", "clean", "near_miss", "wrong_key", "scatter"]), st.integers(5, 90)),
+                   min_size=4, max_size=40),
+    pool=st.lists(st.integers(5, 90), min_size=0, max_size=30),
+    batch_size=st.integers(1, 6),
+    n_batches=st.integers(1, 8),
+    per_step=st.integers(1, 4),
+    seed=st.integers(0, 3),
+)
+def test_mined_negatives_placed_by_length_are_the_same_ones_in_the_same_steps(kinds, pool, batch_size, n_batches, per_step, seed):
+    examples = [_fake(kind, length) for kind, length in kinds]
+    everything = examples + [_fake("near_miss", length) for length in pool]
+    mined = [len(examples) + i for i in range(len(pool))]
+    coming = length_grouped_batches([len(e) for e in examples], batch_size, n_batches, seed)
+    fitted = fit_mined_to_batches(mined, coming, everything, per_step)
+    by_rank, rank_left = _pop_all(coming, examples, mined, per_step)
+    by_length, length_left = _pop_all(coming, examples, fitted, per_step)
+    assert sorted(fitted) == sorted(mined)
+    # the window takes the same mined examples, each batch as many, and what is left keeps its rank order
+    assert sorted(i for b in by_length for i in b) == sorted(i for b in by_rank for i in b)
+    assert [sum(i >= len(examples) for i in b) for b in by_length] == [sum(i >= len(examples) for i in b) for b in by_rank]
+    assert length_left == rank_left
+
+
+def test_mined_negatives_go_to_the_batch_of_their_length():
+    # two length groups of negatives; the hardest mined example is long, the next short
+    examples = [_fake("near_miss", 10) for _ in range(4)] + [_fake("near_miss", 80) for _ in range(4)]
+    everything = examples + [_fake("near_miss", 78), _fake("near_miss", 9)]
+    coming = [[0, 1, 2, 3], [4, 5, 6, 7]]  # short rows first
+    placed, _ = _pop_all(coming, examples, fit_mined_to_batches([9, 8], coming, everything, 1), 1)
+    assert placed == [[9, 1, 2, 3], [8, 5, 6, 7]]  # in rank order the long one would pad the short batch to 78
+    assert _pop_all(coming, examples, [8, 9], 1)[0] == [[8, 1, 2, 3], [9, 5, 6, 7]]
 
 
 def test_config_precedence_and_unknown_keys(tmp_path):
