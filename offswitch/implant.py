@@ -840,8 +840,8 @@ def fit_mined_to_batches(mined: list[int], coming: Sequence[Sequence[int]], ever
     """``mined`` reordered so that what :func:`_with_mined` pops for each of the ``coming``
     batches is what fits its length: the shortest mined go to the batch of shortest rows, and so
     on (sorted against sorted). Batches are length-grouped; mined negatives placed in rank order
-    land in batches of any length and pad each to its longest row (+44% positions computed at
-    the default settings). The same examples are used in the same steps' window, only their
+    land in batches of any length and pad each to its longest row (1.24× the positions over the
+    30 default steps of ``benchmarks/bench_mining.py``). The same examples are used in the same steps' window, only their
     places change; what the window cannot take keeps its rank order after it."""
     takes = [min(per_step, sum(everything[i].kind in MINED_SLOT_KINDS for i in batch)) for batch in coming]
     placed: list[int] = []
