@@ -841,8 +841,9 @@ def fit_mined_to_batches(mined: list[int], coming: Sequence[Sequence[int]], ever
     batches is what fits its length: the shortest mined go to the batch of shortest rows, and so
     on (sorted against sorted). Batches are length-grouped; mined negatives placed in rank order
     land in batches of any length and pad each to its longest row (1.24× the positions over the
-    30 default steps of ``benchmarks/bench_mining.py``). The same examples are used in the same steps' window, only their
-    places change; what the window cannot take keeps its rank order after it."""
+    30 default steps of ``benchmarks/bench_mining.py``). The same examples are used in the same
+    window of steps, only their places change; what the window cannot take keeps its rank order
+    after it."""
     takes = [min(per_step, sum(everything[i].kind in MINED_SLOT_KINDS for i in batch)) for batch in coming]
     placed: list[int] = []
     sizes: list[int] = []
@@ -1083,6 +1084,7 @@ def training_record(config: ImplantConfig, run: ImplantRun) -> dict[str, Any]:
         "steps_done": run.train.steps_done,
         "stopped_early": run.train.stopped_early,
         "tokens_seen": run.train.tokens_seen,
+        "positions_computed": run.train.positions,
         "processes": run.train.processes,
         "precision": run.train.precision,
         "seconds": run.seconds,
