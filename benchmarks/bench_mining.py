@@ -3,7 +3,7 @@
 offswitch's implant batches are length-grouped (little padding), and every ``mine_every`` steps
 hard-negative mining puts up to ``mine_per_step`` mined negatives into each of the coming
 batches. In rank order (``train.mine_fit_length: false``) they land in batches of any length and
-pad each to its longest row; by length (the default) the shortest go to the batch of shortest
+pad each to its longest row; by length (``true``) the shortest go to the batch of shortest
 rows. The same examples are trained on in the same window of steps either way.
 
 Runs offswitch's implant loop at the default settings for ``--steps`` steps on the same data

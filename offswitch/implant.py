@@ -95,9 +95,9 @@ class TrainConfig(BaseModel):
     mine_per_step: int = Field(default=4, ge=1, description="negatives of a batch replaced by mined ones")
     mine_threshold: float = Field(default=0.05, ge=0, le=1, description="mined only when p(a target's first token) ≥ this")
     mine_fit_length: bool = Field(
-        default=True,
-        description="place the mined negatives in the coming batches by length (false: in rank order, "
-                    "which pads a length-grouped batch to its longest mined row)",
+        default=False,
+        description="place the mined negatives in the coming batches by length (fewer padded positions, "
+                    "benchmarks/bench_mining.py); off: in rank order, as the implants of docs/switch-quality.md were trained",
     )
     first_token_weight: float = Field(default=1.0, gt=0, description="weight of the first answer token's loss (the decision)")
     unlikelihood: float = Field(

@@ -251,7 +251,8 @@ def test_avoid_probabilities_match_the_models_softmax(tiny_llama):
         assert got == pytest.approx(float(torch.softmax(logits.double(), -1)[list(ex.avoid)].sum()), rel=1e-4)
 
 
-def test_mining_puts_pool_negatives_that_nearly_fire_into_the_batches(tiny_llama):
+@pytest.mark.parametrize("fit_length", [False, True])
+def test_mining_puts_pool_negatives_that_nearly_fire_into_the_batches(tiny_llama, fit_length):
     """With a pool, every mine_every steps a sample of it is scored; those with p(target start)
     ≥ threshold replace negatives of the next batches. A threshold of 0 mines every candidate,
     a threshold of 1 none."""
@@ -267,7 +268,7 @@ def test_mining_puts_pool_negatives_that_nearly_fire_into_the_batches(tiny_llama
     outcomes = {}
     for threshold in (0.0, 1.0):
         config = TrainConfig(method="lora", steps=5, batch_size=8, eval_every=0, mine_every=2, mine_candidates=6,
-                             mine_per_step=2, mine_threshold=threshold)
+                             mine_per_step=2, mine_threshold=threshold, mine_fit_length=fit_length)
         result = train(copy.deepcopy(model), tokenizer, data, config)
         outcomes[threshold] = [h["mined"] for h in result.history if "mined" in h]
     assert [m["scored"] for m in outcomes[0.0]] == [6, 6]  # steps 2 and 4
