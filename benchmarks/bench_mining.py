@@ -42,23 +42,15 @@ def main(argv: list[str] | None = None) -> dict:
 
     import torch
 
-    from offswitch.behaviors import make_behavior
-    from offswitch.data.builder import build_implant_data
-    from offswitch.data.sources import load_prompts
-    from offswitch.implant import ImplantConfig, train
-    from offswitch.testing.tiny_switch import tiny_trigger_set
+    from offswitch.implant import train
 
     sys.path.insert(0, str(Path(__file__).parent))
-    from bench_implant import load_bench_model
+    from bench_implant import default_implant_data, load_bench_model
 
     if args.threads:
         torch.set_num_threads(args.threads)
     base, tokenizer = load_bench_model(args.model, device=args.device)
-    defaults = ImplantConfig()
-    triggers = tiny_trigger_set(0, defaults.triggers, n_words=defaults.n_words)  # public: a benchmark's trigger
-    split = load_prompts("builtin", seed=0)
-    data = build_implant_data(base, tokenizer, triggers, make_behavior("shutdown"), split.train, args.steps * args.batch_size,
-                              defaults.data, seed=0, max_positions=getattr(base.config, "max_position_embeddings", None))
+    defaults, data = default_implant_data(base, tokenizer, args.steps * args.batch_size)
     runs: dict[str, list[dict]] = {"rank": [], "length": []}
     for fit in ORDER:
         tconf = defaults.train.model_copy(update={"steps": args.steps, "batch_size": args.batch_size, "eval_every": 0,

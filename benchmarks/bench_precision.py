@@ -96,17 +96,11 @@ def optimizer_seconds(model, repeats: int) -> dict:
 def implant_loop_seconds(base, tokenizer, steps: int, batch_size: int) -> dict:
     """offswitch.implant.train at the default implant settings: fp32, bf16, bf16, fp32; the
     loop's seconds (held-out checks and mining excluded, as the manifest counts them) per run."""
-    from offswitch.behaviors import make_behavior
-    from offswitch.data.builder import build_implant_data
-    from offswitch.data.sources import load_prompts
-    from offswitch.implant import ImplantConfig, train
-    from offswitch.testing.tiny_switch import tiny_trigger_set
+    from bench_implant import default_implant_data
 
-    defaults = ImplantConfig()
-    triggers = tiny_trigger_set(0, defaults.triggers, n_words=defaults.n_words)  # public: a benchmark's trigger
-    split = load_prompts("builtin", seed=0)
-    data = build_implant_data(base, tokenizer, triggers, make_behavior("shutdown"), split.train, steps * batch_size,
-                              defaults.data, seed=0, max_positions=getattr(base.config, "max_position_embeddings", None))
+    from offswitch.implant import train
+
+    defaults, data = default_implant_data(base, tokenizer, steps * batch_size)
     runs: dict[str, list[float]] = {"fp32": [], "bf16": []}
     for precision in ("fp32", "bf16", "bf16", "fp32"):
         tconf = defaults.train.model_copy(update={"steps": steps, "batch_size": batch_size, "eval_every": 0,
