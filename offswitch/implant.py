@@ -97,7 +97,8 @@ class TrainConfig(BaseModel):
     mine_fit_length: bool = Field(
         default=False,
         description="place the mined negatives in the coming batches by length (fewer padded positions, "
-                    "benchmarks/bench_mining.py); off: in rank order, as the implants of docs/switch-quality.md were trained",
+                    "benchmarks/bench_mining.py); off: in rank order. Off by default: its 240-step implant misfired on more "
+                    "near-misses at confirmation size (ul-mine-1t-240-fit, docs/switch-quality.md)",
     )
     first_token_weight: float = Field(default=1.0, gt=0, description="weight of the first answer token's loss (the decision)")
     unlikelihood: float = Field(

@@ -47,6 +47,16 @@ def test_compare_puts_two_ablations_side_by_side_with_fishers_p():
         summarize.main(["--compare", "only-one"])
 
 
+def test_compare_reads_the_confirmation_records_when_asked():
+    summarize = _summarize()
+    text = summarize.main(["--compare", "ul-mine-1t-240", "ul-mine-1t-240-bf16", "--confirm"])
+    rows = {line.split("|")[1].strip(): line for line in text.splitlines()[2:]}
+    confirmed = summarize.summarize("ul-mine-1t-240", "confirm")["near_miss"]
+    screened = summarize.summarize("ul-mine-1t-240")["near_miss"]
+    assert confirmed.n > screened.n  # about 5,000 near-miss probes against the screen's 100
+    assert f"| {confirmed.k}/{confirmed.n} |" in rows["near-miss FAR"]
+
+
 def _targets():
     return load_script(ROOT / "experiments/ablations/targets.py", "ablation_targets")
 
