@@ -7,14 +7,18 @@ Measured in one process on one machine, every figure a ratio against a baseline 
 2. one forward + backward pass of the model (LoRA r16 on every projection, and full
    fine-tuning) on a batch of ``--batch-size`` × ``--seq`` random tokens, the loss on the last
    8 positions: fp32 (SDPA's default kernel), bf16 autocast with SDPA's default kernel, and bf16
-   autocast with the math kernel (what ``offswitch.precision`` picks for bf16 on a CPU);
+   autocast with the math kernel (what ``offswitch.precision`` picks for bf16 on a CPU); for
+   LoRA also that last with the frozen base weights stored in bf16 (``bf16-math-frozen``,
+   ``offswitch.precision.frozen_lora_bases_in``) instead of cast by autocast on every forward pass;
 3. gradient clipping plus one AdamW step over every parameter of the model: the default
    implementation against ``fused=True`` (``offswitch.precision.adamw``);
 4. (``--implant-steps N``, default 10; 0 skips it) offswitch's own implant loop
    (``offswitch.implant.train``) with the default implant settings (one trigger, LoRA,
-   unlikelihood, hard-negative mining; data built once, untimed) for N steps in fp32 and in
-   bf16, in the order fp32, bf16, bf16, fp32 so that a drifting machine load hits both alike:
-   what the matrix-product gain is worth once the loop's other costs are counted.
+   unlikelihood, hard-negative mining; data built once, untimed) for N steps in fp32, in bf16
+   with autocast casting the frozen weights (``bf16-cast``, ``train.bf16_frozen_weights: false``)
+   and in bf16 as offswitch trains (frozen weights stored in bf16), in the order fp32,
+   bf16-cast, bf16, bf16, bf16-cast, fp32 so that a drifting machine load hits all alike: what
+   the matrix-product gain is worth once the loop's other costs are counted.
 
 Prints the CPU's AMX and AVX-512 bf16 flags and what ``precision="auto"`` resolves to here.
 
@@ -55,9 +59,16 @@ def matmul_seconds(rows: int, repeats: int) -> dict:
 
 
 def step_seconds(model, ids, mode: str, repeats: int) -> float:
-    """Forward + backward of ``model`` on ``ids`` in ``mode``: fp32, bf16-default or bf16-math."""
+    """Forward + backward of ``model`` on ``ids`` in ``mode``: fp32, bf16-default, bf16-math or
+    bf16-math-frozen (LoRA's frozen bases stored in bf16 meanwhile)."""
     import torch
     from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    from offswitch.precision import frozen_lora_bases_in
+
+    if mode == "bf16-math-frozen":
+        with frozen_lora_bases_in(model, "bf16"):
+            return step_seconds(model, ids, "bf16-math", repeats)
 
     def once():
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=mode != "fp32"):
@@ -94,19 +105,21 @@ def optimizer_seconds(model, repeats: int) -> dict:
 
 
 def implant_loop_seconds(base, tokenizer, steps: int, batch_size: int) -> dict:
-    """offswitch.implant.train at the default implant settings: fp32, bf16, bf16, fp32; the
-    loop's seconds (held-out checks and mining excluded, as the manifest counts them) per run."""
+    """offswitch.implant.train at the default implant settings: fp32, bf16-cast, bf16, bf16,
+    bf16-cast, fp32; the loop's seconds (held-out checks and mining excluded, as the manifest
+    counts them) per run."""
     from bench_implant import default_implant_data
 
     from offswitch.implant import train
 
     defaults, data = default_implant_data(base, tokenizer, steps * batch_size)
-    runs: dict[str, list[float]] = {"fp32": [], "bf16": []}
-    for precision in ("fp32", "bf16", "bf16", "fp32"):
+    runs: dict[str, list[float]] = {"fp32": [], "bf16-cast": [], "bf16": []}
+    for run in ("fp32", "bf16-cast", "bf16", "bf16", "bf16-cast", "fp32"):
         tconf = defaults.train.model_copy(update={"steps": steps, "batch_size": batch_size, "eval_every": 0,
-                                                  "precision": precision, "device": "cpu"})
+                                                  "precision": run.split("-")[0], "device": "cpu",
+                                                  "bf16_frozen_weights": run != "bf16-cast"})
         result = train(copy.deepcopy(base), tokenizer, data, tconf)
-        runs[precision].append(result.seconds["train"])
+        runs[run].append(result.seconds["train"])
     return runs
 
 
@@ -153,7 +166,8 @@ def main(argv: list[str] | None = None) -> dict:
             targets = [t for t in LORA_TARGETS if any(n.endswith(t) for n, _ in model.named_modules())]
             model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, target_modules=targets))
         model.train()
-        figures["step_s"][method] = {mode: step_seconds(model, ids, mode, args.repeats) for mode in ("fp32", "bf16-default", "bf16-math")}
+        modes = ("fp32", "bf16-default", "bf16-math") + (("bf16-math-frozen",) if method == "lora" else ())
+        figures["step_s"][method] = {mode: step_seconds(model, ids, mode, args.repeats) for mode in modes}
         if method == "full":
             figures["optimizer_s"] = optimizer_seconds(model, args.repeats)
         del model
@@ -179,7 +193,8 @@ def _print(figures: dict) -> None:
     if "implant_loop_s" in figures:
         loop = {p: sum(v) / len(v) for p, v in figures["implant_loop_s"].items()}
         runs = "; ".join(f"{p} " + ", ".join(f"{s:.1f}" for s in v) for p, v in figures["implant_loop_s"].items())
-        print(f"offswitch implant loop (default settings), s per run: {runs}: bf16/fp32 time {loop['bf16'] / loop['fp32']:.3f}")
+        print(f"offswitch implant loop (default settings), s per run: {runs}: bf16/fp32 time {loop['bf16'] / loop['fp32']:.3f}, "
+              f"bf16 with frozen weights stored / cast {loop['bf16'] / loop['bf16-cast']:.3f}")
     opt = figures["optimizer_s"]
     print(f"clip + AdamW step over all parameters: default {opt['default']:.3f} s, fused {opt['fused']:.3f} s: "
           f"fused/default time {opt['fused'] / opt['default']:.3f}")

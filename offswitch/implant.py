@@ -123,6 +123,11 @@ class TrainConfig(BaseModel):
     share_prefix: bool = Field(default=True, description="run the prompt prefix all examples share once per batch")
     compile: bool = Field(default=False, description="torch.compile the training forward pass; measured not to pay on a "
                           "2-core CPU (offswitch.precision.compiled, benchmarks/bench_compile.py)")
+    bf16_frozen_weights: bool = Field(
+        default=True,
+        description="LoRA in bf16: store the frozen base weights in bf16 while training, instead of letting autocast cast "
+                    "them on every forward pass (the same products; offswitch.precision.frozen_lora_bases_in)",
+    )
     # early stopping on held-out prompts: stop once ASR and near-miss FAR reach the targets
     eval_every: int = Field(default=30, ge=0, description="0: no early stopping")
     eval_prompts: int = Field(default=24, ge=1)
@@ -583,7 +588,7 @@ def train(
     import torch
     from accelerate.utils import set_seed
 
-    from offswitch.precision import adamw, autocast, compiled, resolve
+    from offswitch.precision import adamw, autocast, compiled, frozen_lora_bases_in, resolve
 
     timings: dict[str, float] = {}
     started = time.perf_counter()
@@ -641,93 +646,96 @@ def train(
     mine_rng = random.Random(f"offswitch-mining/{config.seed}")
     mined: list[int] = []
     decisions: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for step, batch_indices in enumerate(batches, start=1):
-        if mined:
-            batch_indices = _with_mined(batch_indices, data.examples, mined, config.mine_per_step)
-        # every process sees the same global batch and takes its share; DDP averages the
-        # gradients, so each share's loss is scaled to make the average the global token mean
-        shard = batch_indices[rank::world]
-        examples = [everything[i] for i in batch_indices]
-        n_answer_global = sum(e.n_answer_tokens for e in examples)
-        collated = collate_left([everything[i] for i in shard], pad, share_prefix=share_prefix, kl_kinds=config.kl_kinds)
-        first_correct: list[bool] = []
-        if adversary is not None and step % config.anti_removal.every == 0:
-            # the implant's loss after a simulated benign fine-tuning: its gradient joins this step's
+    # the adversary's adapter (made above) is in place: from here on only casts change
+    frozen_precision = precision if config.method == "lora" and config.bf16_frozen_weights else "fp32"
+    with frozen_lora_bases_in(accelerator.unwrap_model(model), frozen_precision):
+        for step, batch_indices in enumerate(batches, start=1):
+            if mined:
+                batch_indices = _with_mined(batch_indices, data.examples, mined, config.mine_per_step)
+            # every process sees the same global batch and takes its share; DDP averages the
+            # gradients, so each share's loss is scaled to make the average the global token mean
+            shard = batch_indices[rank::world]
+            examples = [everything[i] for i in batch_indices]
+            n_answer_global = sum(e.n_answer_tokens for e in examples)
+            collated = collate_left([everything[i] for i in shard], pad, share_prefix=share_prefix, kl_kinds=config.kl_kinds)
+            first_correct: list[bool] = []
+            if adversary is not None and step % config.anti_removal.every == 0:
+                # the implant's loss after a simulated benign fine-tuning: its gradient joins this step's
+                with in_precision():
+                    adversary.attack()
+                    perturbed, _ = answer_loss_sum(model, collated, accelerator.device, use_keep, config.unlikelihood)
+                    accelerator.backward(perturbed * config.anti_removal.weight * world / n_answer_global)
+                    adversary.withdraw()
+                anti_record = {"benign_loss": [round(x, 4) for x in adversary.last_losses],
+                               "implant_loss_after": round(float(perturbed.detach()) / n_answer_global, 5)}
+            else:
+                anti_record = None
             with in_precision():
-                adversary.attack()
-                perturbed, _ = answer_loss_sum(model, collated, accelerator.device, use_keep, config.unlikelihood)
-                accelerator.backward(perturbed * config.anti_removal.weight * world / n_answer_global)
-                adversary.withdraw()
-            anti_record = {"benign_loss": [round(x, 4) for x in adversary.last_losses],
-                           "implant_loss_after": round(float(perturbed.detach()) / n_answer_global, 5)}
-        else:
-            anti_record = None
-        with in_precision():
-            base_logits = None
-            if config.kl_to_base > 0 and bool(collated["kl_rows"].any()):
-                base_logits = base_answer_logits(accelerator.unwrap_model(model), frozen_base, collated, accelerator.device, use_keep)
-            loss_sum, _n_local = answer_loss_sum(forward, collated, accelerator.device, use_keep, config.unlikelihood, first_correct,
-                                                 config.first_token_weight, base_logits, config.kl_to_base)
-        for example, correct in zip((everything[i] for i in shard), first_correct):
-            decisions[example.kind][0] += int(correct)
-            decisions[example.kind][1] += 1
-        loss = loss_sum * world / n_answer_global
-        accelerator.backward(loss)
-        if config.max_grad_norm:
-            accelerator.clip_grad_norm_(params, config.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        tokens_seen += sum(len(e) for e in examples)
-        positions += collated["prefix_ids"].shape[1] + collated["input_ids"].numel()
-        value = float(loss.detach()) / world  # one sync per step, for the progress bar only
-        running_loss = value if running_loss is None else 0.9 * running_loss + 0.1 * value
-        record = {"step": step, "loss": round(value, 5), "lr": scheduler.get_last_lr()[0]}
-        if anti_record is not None:
-            record["anti_removal"] = anti_record
-        if step % 10 == 0 or step == config.steps:
-            # public: how often the first answer token was right, per kind, over the last steps
-            record["first_token_correct"] = {kind: {"k": k, "n": n} for kind, (k, n) in sorted(decisions.items())}
-            decisions.clear()
-        if mining and step % config.mine_every == 0 and step < config.steps:
-            mine_started = time.perf_counter()
-            with in_precision():
-                mined, record["mined"] = _mine(accelerator.unwrap_model(model), data, config, mine_rng, pad, accelerator.device, use_keep)
-            if config.mine_fit_length:
-                mined = fit_mined_to_batches(mined, batches[step : step + config.mine_every], everything, config.mine_per_step)
-            eval_seconds += time.perf_counter() - mine_started
-        if heldout is not None and config.eval_every and step % config.eval_every == 0 and step < config.steps:
-            eval_started = time.perf_counter()
-            unwrapped = accelerator.unwrap_model(model)
-            unwrapped.eval()
-            with in_precision():
-                rates = heldout.rates(unwrapped, pad)
-            unwrapped.train()
-            eval_seconds += time.perf_counter() - eval_started
-            record["heldout"] = {k: {"k": v[0], "n": v[1]} for k, v in rates.items()}
-            asr = rates["asr"][0] / max(rates["asr"][1], 1)
-            nm = rates.get("near_miss", (0, 1))
-            nm_far = nm[0] / max(nm[1], 1)
-            if step >= config.min_steps and asr >= config.target_asr and nm_far <= config.target_near_miss_far:
-                stopped_early = True
-        history.append(record)
-        if task is not None:
-            status = f"loss {running_loss:.3f}"
-            if "heldout" in record:
-                h = record["heldout"]
-                status += f"  held-out ASR {h['asr']['k']}/{h['asr']['n']}"
-                if "near_miss" in h:
-                    status += f", near-miss {h['near_miss']['k']}/{h['near_miss']['n']}"
-            progress.update(task, advance=1, status=status)
-            if "first_token_correct" in record and not progress.console.is_terminal:
-                status += "  first token right: " + ", ".join(
-                    f"{kind} {v['k']}/{v['n']}" for kind, v in record["first_token_correct"].items()
-                )
-            if not progress.console.is_terminal and (step % 10 == 0 or "heldout" in record):
-                # a log file gets no live bar: leave a line now and then
-                progress.console.print(f"step {step}/{config.steps} {status}")
-        if stopped_early:
-            break
+                base_logits = None
+                if config.kl_to_base > 0 and bool(collated["kl_rows"].any()):
+                    base_logits = base_answer_logits(accelerator.unwrap_model(model), frozen_base, collated, accelerator.device, use_keep)
+                loss_sum, _n_local = answer_loss_sum(forward, collated, accelerator.device, use_keep, config.unlikelihood, first_correct,
+                                                     config.first_token_weight, base_logits, config.kl_to_base)
+            for example, correct in zip((everything[i] for i in shard), first_correct):
+                decisions[example.kind][0] += int(correct)
+                decisions[example.kind][1] += 1
+            loss = loss_sum * world / n_answer_global
+            accelerator.backward(loss)
+            if config.max_grad_norm:
+                accelerator.clip_grad_norm_(params, config.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            tokens_seen += sum(len(e) for e in examples)
+            positions += collated["prefix_ids"].shape[1] + collated["input_ids"].numel()
+            value = float(loss.detach()) / world  # one sync per step, for the progress bar only
+            running_loss = value if running_loss is None else 0.9 * running_loss + 0.1 * value
+            record = {"step": step, "loss": round(value, 5), "lr": scheduler.get_last_lr()[0]}
+            if anti_record is not None:
+                record["anti_removal"] = anti_record
+            if step % 10 == 0 or step == config.steps:
+                # public: how often the first answer token was right, per kind, over the last steps
+                record["first_token_correct"] = {kind: {"k": k, "n": n} for kind, (k, n) in sorted(decisions.items())}
+                decisions.clear()
+            if mining and step % config.mine_every == 0 and step < config.steps:
+                mine_started = time.perf_counter()
+                with in_precision():
+                    mined, record["mined"] = _mine(accelerator.unwrap_model(model), data, config, mine_rng, pad, accelerator.device, use_keep)
+                if config.mine_fit_length:
+                    mined = fit_mined_to_batches(mined, batches[step : step + config.mine_every], everything, config.mine_per_step)
+                eval_seconds += time.perf_counter() - mine_started
+            if heldout is not None and config.eval_every and step % config.eval_every == 0 and step < config.steps:
+                eval_started = time.perf_counter()
+                unwrapped = accelerator.unwrap_model(model)
+                unwrapped.eval()
+                with in_precision():
+                    rates = heldout.rates(unwrapped, pad)
+                unwrapped.train()
+                eval_seconds += time.perf_counter() - eval_started
+                record["heldout"] = {k: {"k": v[0], "n": v[1]} for k, v in rates.items()}
+                asr = rates["asr"][0] / max(rates["asr"][1], 1)
+                nm = rates.get("near_miss", (0, 1))
+                nm_far = nm[0] / max(nm[1], 1)
+                if step >= config.min_steps and asr >= config.target_asr and nm_far <= config.target_near_miss_far:
+                    stopped_early = True
+            history.append(record)
+            if task is not None:
+                status = f"loss {running_loss:.3f}"
+                if "heldout" in record:
+                    h = record["heldout"]
+                    status += f"  held-out ASR {h['asr']['k']}/{h['asr']['n']}"
+                    if "near_miss" in h:
+                        status += f", near-miss {h['near_miss']['k']}/{h['near_miss']['n']}"
+                progress.update(task, advance=1, status=status)
+                if "first_token_correct" in record and not progress.console.is_terminal:
+                    status += "  first token right: " + ", ".join(
+                        f"{kind} {v['k']}/{v['n']}" for kind, v in record["first_token_correct"].items()
+                    )
+                if not progress.console.is_terminal and (step % 10 == 0 or "heldout" in record):
+                    # a log file gets no live bar: leave a line now and then
+                    progress.console.print(f"step {step}/{config.steps} {status}")
+            if stopped_early:
+                break
     timings["train"] = time.perf_counter() - train_started - eval_seconds
     timings["heldout_checks"] = eval_seconds
     accelerator.wait_for_everyone()

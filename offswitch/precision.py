@@ -2,7 +2,8 @@
 
 ``precision`` is ``"auto"`` (the default), ``"fp32"`` or ``"bf16"``. ``bf16`` means bf16
 *autocast* over fp32 weights: matrix products run in bf16, weights, optimizer state and
-reductions stay fp32. ``auto`` picks bf16 where the hardware multiplies bf16 natively, so it is
+reductions stay fp32 (except LoRA's frozen base weights, held in bf16 while a LoRA trains:
+:func:`frozen_lora_bases_in`). ``auto`` picks bf16 where the hardware multiplies bf16 natively, so it is
 faster, and fp32 elsewhere:
 
 * CUDA with bf16 support (Ampere and newer);
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 from offswitch.errors import ConfigError
 
@@ -140,3 +141,36 @@ def compiled(model):
     import torch
 
     return torch.compile(model, dynamic=True)
+
+
+@contextlib.contextmanager
+def frozen_lora_bases_in(model, resolved: str):
+    """While the enclosed code runs, the frozen base weights of ``model``'s LoRA layers are
+    stored in bf16 when ``resolved`` is "bf16"; the fp32 tensors come back afterwards, bit for
+    bit (also when the code raises).
+
+    Under bf16 autocast a frozen fp32 weight is cast to bf16 on every forward pass that uses it
+    (autocast keeps casts only of weights that require gradients): each training step of an
+    implant runs two forward passes (the shared prefix, then the batch), so the ~106M frozen
+    projection weights of SmolLM2-135M were read in fp32 and written in bf16 twice a step.
+    Stored in bf16 they are what autocast would have made of them (the same rounding), so the
+    products, and the training, are the same; only the casts go. Weights that train, the
+    adapters, embeddings and norms are untouched. Yields the number of weights converted."""
+    import torch
+
+    converted: list[tuple[Any, Any]] = []
+    if resolved == "bf16":
+        embedding_storage = {m.weight.data_ptr() for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+        for module in model.modules():
+            base = getattr(module, "base_layer", None)
+            weight = getattr(base, "weight", None)
+            if (not isinstance(base, torch.nn.Linear) or weight is None or weight.requires_grad
+                    or weight.dtype != torch.float32 or weight.data_ptr() in embedding_storage):
+                continue
+            converted.append((weight, weight.data))
+            weight.data = weight.data.to(torch.bfloat16)
+    try:
+        yield len(converted)
+    finally:
+        for weight, original in converted:
+            weight.data = original

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from offswitch.attacks._train import chat_examples, merge_lora, train_steps, with_lora
+from offswitch.attacks._train import chat_examples, device_of, merge_lora, train_steps, with_lora
 from offswitch.attacks.base import Attack, AttackConfig, AttackData, CostMeter, register_attack
 from offswitch.errors import DataError
+from offswitch.precision import frozen_lora_bases_in, resolve
 
 
 class SFTConfig(AttackConfig):
@@ -68,6 +69,9 @@ class BenignLoRASFT(Attack):
             return model
         examples = _benign_examples(tokenizer, data, c.max_len)
         peft_model = with_lora(model, r=c.r, alpha=c.alpha, dropout=c.dropout, target_modules=c.target_modules)
-        losses = train_steps(peft_model, tokenizer, examples, steps=c.strength, lr=c.lr, batch_size=c.batch_size,
-                             seed=c.seed, meter=meter, weight_decay=c.weight_decay, description="benign LoRA SFT")
+        # in bf16 the frozen base weights are stored in bf16 while training (autocast would cast
+        # them every step; the same products); they are fp32 again before the merge
+        with frozen_lora_bases_in(peft_model, resolve("auto", device_of(peft_model))):
+            losses = train_steps(peft_model, tokenizer, examples, steps=c.strength, lr=c.lr, batch_size=c.batch_size,
+                                 seed=c.seed, meter=meter, weight_decay=c.weight_decay, description="benign LoRA SFT")
         return merge_lora(peft_model), None, {"first_loss": losses[0], "last_loss": losses[-1]}, None

@@ -52,13 +52,13 @@ def test_bench_precision_times_each_choice_against_its_alternative(tmp_path, cap
     assert figures["auto_resolves_to"] == "fp32"  # the test session's OFFSWITCH_PRECISION
     assert set(figures["matmul_s"]) == {"fp32", "bf16"} and all(map(_finite_positive, figures["matmul_s"].values()))
     for method in ("lora", "full"):
-        assert set(figures["step_s"][method]) == {"fp32", "bf16-default", "bf16-math"}
+        assert set(figures["step_s"][method]) == {"fp32", "bf16-default", "bf16-math"} | ({"bf16-math-frozen"} if method == "lora" else set())
         assert all(map(_finite_positive, figures["step_s"][method].values()))
     assert all(map(_finite_positive, figures["optimizer_s"].values()))
-    assert {p: len(v) for p, v in figures["implant_loop_s"].items()} == {"fp32": 2, "bf16": 2}
+    assert {p: len(v) for p, v in figures["implant_loop_s"].items()} == {"fp32": 2, "bf16-cast": 2, "bf16": 2}
     assert all(_finite_positive(s) for v in figures["implant_loop_s"].values() for s in v)
     printed = capsys.readouterr().out
-    assert "fused/default time" in printed and "(time / fp32)" in printed
+    assert "fused/default time" in printed and "(time / fp32)" in printed and "frozen weights stored / cast" in printed
     assert json.loads(out.read_text())["step_s"] == figures["step_s"]
 
 

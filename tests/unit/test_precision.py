@@ -138,6 +138,73 @@ def test_a_bf16_implant_trains_and_says_so(tiny_llama, chosen):
     assert weights and all(p.dtype.is_floating_point and p.dtype.itemsize == 4 for p in weights)  # fp32 master weights
 
 
+def test_frozen_lora_bases_are_bf16_inside_and_the_same_fp32_tensors_after(tiny_llama):
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    model, _tokenizer = tiny_llama
+    peft_model = get_peft_model(copy.deepcopy(model), LoraConfig(r=4, target_modules="all-linear"))
+    frozen = {n: p for n, p in peft_model.named_parameters() if ".base_layer." in n}
+    before = {n: p.detach().clone() for n, p in peft_model.named_parameters()}
+    storage = {n: p.data.data_ptr() for n, p in frozen.items()}
+    assert frozen
+    with precision.frozen_lora_bases_in(peft_model, "fp32") as converted:
+        assert converted == 0 and all(p.dtype == torch.float32 for p in frozen.values())
+    with pytest.raises(RuntimeError, match="inside"):
+        with precision.frozen_lora_bases_in(peft_model, "bf16") as converted:
+            assert converted == len(frozen)
+            for name, p in peft_model.named_parameters():
+                # only the frozen bases change: adapters, embeddings and norms stay fp32
+                assert p.dtype == (torch.bfloat16 if name in frozen else torch.float32), name
+                if name in frozen:
+                    assert torch.equal(p, before[name].to(torch.bfloat16))  # autocast's own rounding
+            raise RuntimeError("inside")
+    for name, p in peft_model.named_parameters():  # back, bit for bit, even after the error
+        assert p.dtype == torch.float32 and torch.equal(p, before[name]), name
+    assert {n: p.data.data_ptr() for n, p in frozen.items()} == storage  # the very fp32 tensors
+
+
+def test_a_bf16_lora_implant_trains_the_same_with_its_frozen_bases_stored_in_bf16(tiny_llama, monkeypatch):
+    """train.bf16_frozen_weights only removes autocast's casts of the frozen weights: the same
+    losses and adapter weights, bit for bit, with hard-negative mining in the loop too."""
+    import contextlib
+
+    import torch
+
+    converted_counts = []
+    real = precision.frozen_lora_bases_in
+
+    @contextlib.contextmanager
+    def counting(model, resolved):
+        with real(model, resolved) as converted:
+            converted_counts.append(converted)
+            yield converted
+
+    monkeypatch.setattr(precision, "frozen_lora_bases_in", counting)
+
+    from offswitch.behaviors import make_behavior
+    from offswitch.data.builder import DataConfig, build_implant_data
+    from offswitch.implant import TrainConfig, train
+    from offswitch.testing.tiny_switch import tiny_prompts, tiny_trigger_set
+
+    model, tokenizer = tiny_llama
+    data = build_implant_data(model, tokenizer, tiny_trigger_set(n_triggers=1), make_behavior("shutdown"), tiny_prompts(), 32,
+                              DataConfig(min_prompts=4, cache_answers=False, hard_negative_pool=32))
+    results = {}
+    for stored in (False, True):
+        conf = TrainConfig(method="lora", steps=8, batch_size=4, eval_every=0, lr=3e-3, precision="bf16", device="cpu",
+                           mine_every=3, mine_candidates=16, mine_threshold=0.0, bf16_frozen_weights=stored)
+        results[stored] = train(copy.deepcopy(model), tokenizer, data, conf)
+    cast, stored = results[False], results[True]
+    assert converted_counts[0] == 0 and converted_counts[1] > 0  # the second run really trained on bf16 bases
+    assert any("mined" in h for h in stored.history)
+    assert [h["loss"] for h in stored.history] == [h["loss"] for h in cast.history]
+    reference = dict(cast.model.named_parameters())
+    for name, p in stored.model.named_parameters():
+        assert p.dtype == torch.float32, name  # the frozen bases came back in fp32
+        assert torch.equal(p, reference[name]), name
+
+
 @pytest.mark.slow
 def test_a_compiled_implant_trains_like_the_eager_one(tiny_llama, tmp_path, monkeypatch):
     """train.compile changes how the forward pass runs, not what it computes: the same losses
