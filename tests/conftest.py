@@ -105,3 +105,28 @@ def run_cli(
 @pytest.fixture()
 def cli():
     return run_cli
+
+
+@pytest.fixture()
+def frozen_conversions(monkeypatch):
+    """``install(module)`` wraps ``frozen_lora_bases_in`` where ``module`` looks it up (default:
+    offswitch.precision) and returns the list that each use appends its count of converted
+    weights to, so a test can tell that a run really trained on bf16 bases."""
+    import contextlib
+
+    from offswitch import precision
+
+    real = precision.frozen_lora_bases_in
+    counts: list[int] = []
+
+    @contextlib.contextmanager
+    def counting(model, resolved):
+        with real(model, resolved) as converted:
+            counts.append(converted)
+            yield converted
+
+    def install(module=precision):
+        monkeypatch.setattr(module, "frozen_lora_bases_in", counting)
+        return counts
+
+    return install

@@ -318,7 +318,7 @@ def test_forger_guesses_are_not_written(tiny_llama, tmp_path):
             assert not any(guess.strip() and guess in text for guess in result.candidates), path
 
 
-def test_lora_sft_in_bf16_merges_the_same_weights_with_its_frozen_bases_stored_in_bf16(tiny_llama, monkeypatch):
+def test_lora_sft_in_bf16_merges_the_same_weights_with_its_frozen_bases_stored_in_bf16(tiny_llama, monkeypatch, frozen_conversions):
     """sft_lora stores the frozen base weights in bf16 while it trains in bf16 (no per-step casts
     by autocast): the products are the same, so the merged model is bit for bit the one that
     autocast's casts give, and every weight of it is fp32."""
@@ -326,26 +326,17 @@ def test_lora_sft_in_bf16_merges_the_same_weights_with_its_frozen_bases_stored_i
 
     import torch
 
-    from offswitch import precision
     from offswitch.attacks import make_attack
     from offswitch.attacks import sft as sft_module
 
     model, tok = tiny_llama
     monkeypatch.setenv("OFFSWITCH_PRECISION", "bf16")
-    converted = []
-    real = precision.frozen_lora_bases_in
-
-    @contextlib.contextmanager
-    def counting(peft_model, resolved):
-        with real(peft_model, resolved) as n:
-            converted.append(n)
-            yield n
 
     def run():
         attack = make_attack("sft_lora", {"r": 4, "alpha": 8.0, "batch_size": 4, "lr": 1e-3}, strength=3)
         return attack.run(model, tok, None, data=_data(tok)).model
 
-    monkeypatch.setattr(sft_module, "frozen_lora_bases_in", counting)
+    converted = frozen_conversions(sft_module)
     stored = run()
     monkeypatch.setattr(sft_module, "frozen_lora_bases_in", lambda peft_model, resolved: contextlib.nullcontext(0))
     cast = run()

@@ -164,23 +164,12 @@ def test_frozen_lora_bases_are_bf16_inside_and_the_same_fp32_tensors_after(tiny_
     assert {n: p.data.data_ptr() for n, p in frozen.items()} == storage  # the very fp32 tensors
 
 
-def test_a_bf16_lora_implant_trains_the_same_with_its_frozen_bases_stored_in_bf16(tiny_llama, monkeypatch):
+def test_a_bf16_lora_implant_trains_the_same_with_its_frozen_bases_stored_in_bf16(tiny_llama, frozen_conversions):
     """train.bf16_frozen_weights only removes autocast's casts of the frozen weights: the same
     losses and adapter weights, bit for bit, with hard-negative mining in the loop too."""
-    import contextlib
-
     import torch
 
-    converted_counts = []
-    real = precision.frozen_lora_bases_in
-
-    @contextlib.contextmanager
-    def counting(model, resolved):
-        with real(model, resolved) as converted:
-            converted_counts.append(converted)
-            yield converted
-
-    monkeypatch.setattr(precision, "frozen_lora_bases_in", counting)
+    converted_counts = frozen_conversions()
 
     from offswitch.behaviors import make_behavior
     from offswitch.data.builder import DataConfig, build_implant_data
