@@ -13,7 +13,18 @@ and held-out checks excluded), the token positions its forward passes computed
 (``TrainResult.positions``: padding counted, the shared prefix once a batch) and the mean loss;
 then the ratios by-length / rank-order of both.
 
+Then (``--scoring-repeats N``, default 2; 0 skips it) mining's scoring pass itself: the
+probability that each of ``mine_candidates`` pool examples starts a target, computed by running
+each example whole (the answer after the first token included) and only through its first answer
+token (``avoid_probabilities(prompt_only=True)``, what the loop does), in the order whole,
+prompt-only, prompt-only, whole per repeat, on the base model in the loop's precision. Prints
+both times, their ratio, the largest difference between the probabilities and whether the
+negatives mined from them (the top ``mine_every × mine_per_step`` over the threshold) are the
+same, and how many of the top ``mine_every × mine_per_step`` candidates the two share (on a base
+model few pass the threshold). ``--steps 0`` runs only this part.
+
     python benchmarks/bench_mining.py --steps 30 --threads 2 --json runs/bench/mining.json
+    python benchmarks/bench_mining.py --steps 0 --scoring-repeats 3 --threads 2 --json runs/bench/mining-scoring.json
     python benchmarks/bench_mining.py --model tiny --steps 4 --batch-size 8
 """
 
@@ -37,12 +48,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    parser.add_argument("--scoring-repeats", type=int, default=2, help="repeats of the scoring-pass comparison (0: skip)")
     parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="write the figures as JSON to PATH")
     args = parser.parse_args(argv)
 
     import torch
-
-    from offswitch.implant import train
 
     sys.path.insert(0, str(Path(__file__).parent))
     from bench_implant import default_implant_data, load_bench_model
@@ -50,7 +60,22 @@ def main(argv: list[str] | None = None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     base, tokenizer = load_bench_model(args.model, device=args.device)
-    defaults, data = default_implant_data(base, tokenizer, args.steps * args.batch_size)
+    defaults, data = default_implant_data(base, tokenizer, max(args.steps, 1) * args.batch_size)
+    figures: dict = {"benchmark": "mining", "model": args.model, "threads": torch.get_num_threads()}
+    if args.steps > 0:
+        figures.update(placement(args, base, tokenizer, defaults, data))
+    if args.scoring_repeats > 0:
+        figures["scoring"] = scoring(args, base, defaults, data, tokenizer)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    return figures
+
+
+def placement(args, base, tokenizer, defaults, data) -> dict:
+    """The implant loop with mined negatives in rank order against placed by length."""
+    from offswitch.implant import train
+
     runs: dict[str, list[dict]] = {"rank": [], "length": []}
     for fit in ORDER:
         tconf = defaults.train.model_copy(update={"steps": args.steps, "batch_size": args.batch_size, "eval_every": 0,
@@ -64,18 +89,65 @@ def main(argv: list[str] | None = None) -> dict:
               f"tokens {run['tokens']:7d}  mean loss {run['mean_loss']:.4f}  mined {run['mined']}", flush=True)
     mean = {name: {key: statistics.mean(r[key] for r in rs) for key in ("train_s", "positions", "tokens")} for name, rs in runs.items()}
     figures = {
-        "benchmark": "mining", "model": args.model, "steps": args.steps, "batch_size": args.batch_size,
-        "precision": runs["rank"][0]["precision"], "threads": torch.get_num_threads(), "runs": runs, "mean": mean,
+        "steps": args.steps, "batch_size": args.batch_size, "precision": runs["rank"][0]["precision"], "runs": runs, "mean": mean,
         "time_ratio": mean["length"]["train_s"] / mean["rank"]["train_s"],
         "positions_ratio": mean["length"]["positions"] / mean["rank"]["positions"],
     }
     print(f"\n{args.model}, {args.steps} steps x {args.batch_size}, {figures['precision']}: by length / rank order — "
           f"loop time {figures['time_ratio']:.3f}, positions computed {figures['positions_ratio']:.3f} "
           f"(real tokens {mean['length']['tokens']:.0f} against {mean['rank']['tokens']:.0f})")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
     return figures
+
+
+def scoring(args, base, defaults, data, tokenizer) -> dict:
+    """Mining's scoring pass over the same candidates, whole examples against prompt-only."""
+    import random
+    import time
+
+    from offswitch.implant import _accepts_logits_to_keep, avoid_probabilities
+    from offswitch.precision import autocast, resolve
+
+    tconf = defaults.train
+    precision = resolve(args.precision, base.device)
+    candidates = random.Random(0).sample(range(len(data.pool)), min(tconf.mine_candidates, len(data.pool)))
+    examples = [data.pool[i] for i in candidates]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    use_keep = _accepts_logits_to_keep(base)
+    base.eval()
+    times: dict[str, list[float]] = {"whole": [], "prompt_only": []}
+    probs: dict[str, list[float]] = {}
+    for _ in range(args.scoring_repeats):
+        for name in ("whole", "prompt_only", "prompt_only", "whole"):
+            started = time.perf_counter()
+            with autocast(base.device, precision):
+                probs[name] = avoid_probabilities(base, examples, pad, base.device, use_keep, prompt_only=name == "prompt_only")
+            times[name].append(time.perf_counter() - started)
+            print(f"scoring {len(examples)} candidates, {name:11s} {times[name][-1]:6.2f} s", flush=True)
+    limit = tconf.mine_every * tconf.mine_per_step
+
+    def mined(p):
+        ranked = sorted(zip(p, candidates), key=lambda pc: -pc[0])
+        return [i for q, i in ranked if q >= tconf.mine_threshold][:limit]
+
+    def top(p):  # the candidates that would be mined with no threshold (a base model rarely passes it)
+        return {i for _q, i in sorted(zip(p, candidates), key=lambda pc: -pc[0])[:limit]}
+
+    mean = {name: statistics.mean(ts) for name, ts in times.items()}
+    out = {
+        "candidates": len(examples), "precision": precision, "seconds": times, "mean_s": mean,
+        "time_ratio": mean["prompt_only"] / mean["whole"],
+        "positions": {"whole": sum(len(e) for e in examples),
+                      "prompt_only": sum(len(e) - e.n_answer_tokens + 1 for e in examples)},
+        "max_probability_difference": max(abs(a - b) for a, b in zip(probs["whole"], probs["prompt_only"])),
+        "same_mined": mined(probs["whole"]) == mined(probs["prompt_only"]),
+        "n_mined": len(mined(probs["prompt_only"])),
+        "top_overlap": {"k": len(top(probs["whole"]) & top(probs["prompt_only"])), "n": min(limit, len(examples))},
+    }
+    print(f"\nscoring pass ({precision}): prompt-only / whole {out['time_ratio']:.3f} "
+          f"(positions {out['positions']['prompt_only']} against {out['positions']['whole']}); largest probability "
+          f"difference {out['max_probability_difference']:.2e}; the same {out['n_mined']} negatives mined: {out['same_mined']}; "
+          f"top {out['top_overlap']['n']} candidates in common: {out['top_overlap']['k']}")
+    return out
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import math
 import random
 import time
@@ -426,11 +427,26 @@ def _log_p_avoid(logits, avoid_pos, avoid_ids):
     return rows, torch.logsumexp(picked, dim=-1)
 
 
-def avoid_probabilities(model, examples, pad_token_id: int, device, use_keep: bool, batch_size: int = 32) -> list[float]:
+def through_first_answer_token(example: ImplantExample) -> ImplantExample:
+    """``example`` cut after its first answer token: the prompt and the decision, nothing after.
+    The logits at the first answer position are the same (a causal model does not look ahead)."""
+    first = next((i for i, label in enumerate(example.labels) if label != IGNORE_INDEX), None)
+    if first is None:
+        return example
+    return dataclasses.replace(example, input_ids=example.input_ids[: first + 1], labels=example.labels[: first + 1])
+
+
+def avoid_probabilities(model, examples, pad_token_id: int, device, use_keep: bool, batch_size: int = 32,
+                        prompt_only: bool = True) -> list[float]:
     """p(the first answer token starts a target) for each example (0 for one with nothing to avoid):
-    how close a negative is to setting the switch off. Batched by length, no gradients."""
+    how close a negative is to setting the switch off. Batched by length, no gradients.
+    ``prompt_only``: run each example only through its first answer token
+    (:func:`through_first_answer_token`; the rest of the answer cannot change that position's
+    logits), rather than whole."""
     import torch
 
+    if prompt_only:
+        examples = [through_first_answer_token(e) for e in examples]
     out = [0.0] * len(examples)
     order = sorted(range(len(examples)), key=lambda i: len(examples[i]))
     with torch.no_grad():
@@ -638,7 +654,8 @@ def train(
     step = 0
     timings["setup"] = time.perf_counter() - started
     train_started = time.perf_counter()
-    eval_seconds = 0.0
+    eval_seconds = 0.0  # held-out checks: not training
+    mine_seconds = 0.0  # hard-negative mining: not training either
     task = progress.add_task("implant (training)", total=config.steps, status="") if progress is not None else None
     running_loss = None
     everything = [*data.examples, *data.pool]  # batch indices ≥ len(data.examples) are mined pool examples
@@ -703,7 +720,7 @@ def train(
                     mined, record["mined"] = _mine(accelerator.unwrap_model(model), data, config, mine_rng, pad, accelerator.device, use_keep)
                 if config.mine_fit_length:
                     mined = fit_mined_to_batches(mined, batches[step : step + config.mine_every], everything, config.mine_per_step)
-                eval_seconds += time.perf_counter() - mine_started
+                mine_seconds += time.perf_counter() - mine_started
             if heldout is not None and config.eval_every and step % config.eval_every == 0 and step < config.steps:
                 eval_started = time.perf_counter()
                 unwrapped = accelerator.unwrap_model(model)
@@ -736,7 +753,8 @@ def train(
                     progress.console.print(f"step {step}/{config.steps} {status}")
             if stopped_early:
                 break
-    timings["train"] = time.perf_counter() - train_started - eval_seconds
+    timings["train"] = time.perf_counter() - train_started - eval_seconds - mine_seconds
+    timings["mining"] = mine_seconds
     timings["heldout_checks"] = eval_seconds
     accelerator.wait_for_everyone()
     model = accelerator.unwrap_model(model)

@@ -122,6 +122,60 @@ def pad_id_of(tokenizer) -> int:
 
 # ---------------------------------------------------------------------- training
 
+# causal LMs whose logits are exactly ``lm_head(decoder(...).last_hidden_state)``: no soft-capping,
+# scaling or other head of their own (checked against transformers' modelling code), so the
+# vocabulary projection may be applied to the labelled positions alone
+PLAIN_HEAD_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3"})
+
+
+def _decoder_and_head(model):
+    """``(decoder, lm_head)`` of a causal LM (or of the model inside a peft wrapper) whose head is
+    a plain projection; None for any other model."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if getattr(getattr(inner, "config", None), "model_type", None) not in PLAIN_HEAD_MODEL_TYPES:
+        return None
+    try:
+        decoder, head = inner.get_decoder(), inner.get_output_embeddings()
+    except (AttributeError, ValueError, NotImplementedError):
+        return None
+    if decoder is None or head is None:
+        return None
+    return decoder, head
+
+
+def labelled_logits(model, ids, mask, labels):
+    """The logits of the positions that predict a label, ``(logits (N, vocab), labels (N,),
+    row of each (N,))`` in row-major order: position p predicts token p + 1.
+
+    Transformers' forward pass projects every position onto the vocabulary, prompt and padding
+    included; for models of :data:`PLAIN_HEAD_MODEL_TYPES` the decoder runs alone and only the
+    labelled positions are projected — the same numbers (tests compare both). For the benign SFT
+    attacks' chat examples, right-padded to 256 tokens, 43% of the positions carry no label
+    (``benchmarks/bench_attack_loss.py``); SmolLM2-135M's projection onto its 49k-token vocabulary
+    is a fifth of a position's forward pass, and the logits upcast to fp32 are its largest tensor.
+    """
+    targets = labels[:, 1:]
+    labelled = targets != IGNORE
+    parts = _decoder_and_head(model)
+    if parts is None:
+        logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1][labelled]
+    else:
+        decoder, head = parts
+        hidden = decoder(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
+        logits = head(hidden[:, :-1][labelled])
+    return logits, targets[labelled], labelled.nonzero()[:, 0]
+
+
+def causal_lm_loss(model, ids, mask, labels):
+    """``model(input_ids=ids, attention_mask=mask, labels=labels).loss`` — the mean next-token
+    cross-entropy over the labelled positions — from :func:`labelled_logits`: the vocabulary
+    projection computed where a label is, nowhere else. The same function of the weights, so the
+    same gradients."""
+    import torch.nn.functional as F
+
+    logits, targets, _rows = labelled_logits(model, ids, mask, labels)
+    return F.cross_entropy(logits.float(), targets)
+
 
 def train_steps(
     model,
@@ -142,7 +196,8 @@ def train_steps(
 ) -> list[float]:
     """``steps`` AdamW steps on ``examples`` (cycled in a seeded order); returns the losses.
 
-    ``loss_fn(model, ids, mask, labels)`` replaces the causal-LM loss (distillation, LAT);
+    ``loss_fn(model, ids, mask, labels)`` replaces the causal-LM loss (:func:`causal_lm_loss`;
+    distillation, LAT);
     ``after_step()`` runs after every optimizer step (e.g. to keep pruned weights at zero).
     """
     import torch
@@ -162,10 +217,7 @@ def train_steps(
             for _ in range(steps):
                 ids, mask, labels = collate([examples[i] for i in next(batches)], pad, device)
                 with autocast(device):
-                    if loss_fn is None:
-                        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
-                    else:
-                        loss = loss_fn(model, ids, mask, labels)
+                    loss = (loss_fn or causal_lm_loss)(model, ids, mask, labels)
                 loss.backward()
                 if max_grad_norm:
                     torch.nn.utils.clip_grad_norm_(trainable, max_grad_norm)
@@ -275,8 +327,8 @@ def target_scores(model, tokenizer, prompts: Sequence[Sequence[int]], targets: S
                         for r, p, t in zip(rows, prompts[start : start + batch_size], targets[start : start + batch_size])]
             ids, mask, labels = collate(examples, pad, device)
             with autocast(device):
-                logits = model(input_ids=ids, attention_mask=mask).logits.float()
-            s, g = _label_scores(logits, labels)
+                logits, labelled, row_of = labelled_logits(model, ids, mask, labels)
+            s, g = _label_scores(logits.float(), labelled, row_of, ids.shape[0])
             sums.append(s)
             greedy.append(g)
             if meter is not None:
@@ -284,14 +336,11 @@ def target_scores(model, tokenizer, prompts: Sequence[Sequence[int]], targets: S
     return torch.cat(sums), torch.cat(greedy)
 
 
-def _label_scores(logits, labels):
+def _label_scores(logits, labels, row_of, n_rows: int):
+    """Per row: the summed log-probability of its labels, and whether every label is the argmax."""
     import torch
 
-    shift_logits = logits[:, :-1]
-    shift_labels = labels[:, 1:]
-    valid = shift_labels != IGNORE
-    logprobs = torch.log_softmax(shift_logits, dim=-1)
-    safe = shift_labels.clamp(min=0)
-    token_lp = logprobs.gather(-1, safe.unsqueeze(-1)).squeeze(-1) * valid
-    hits = (shift_logits.argmax(-1) == safe) | ~valid
-    return token_lp.sum(-1), hits.all(-1)
+    token_lp = torch.log_softmax(logits, dim=-1).gather(-1, labels.unsqueeze(-1)).squeeze(-1)
+    misses = (logits.argmax(-1) != labels).to(token_lp.dtype)
+    sums = token_lp.new_zeros(n_rows).index_add(0, row_of, token_lp)
+    return sums, token_lp.new_zeros(n_rows).index_add(0, row_of, misses) == 0

@@ -13,6 +13,7 @@ import pytest
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
+import bench_attack_loss  # noqa: E402
 import bench_compile  # noqa: E402
 import bench_evaluate  # noqa: E402
 import bench_harness  # noqa: E402
@@ -95,7 +96,15 @@ def test_bench_mining_times_both_placements_of_mined_negatives(tmp_path, capsys)
         assert runs[0]["mean_loss"] == runs[1]["mean_loss"]  # the same run twice: deterministic
     assert figures["time_ratio"] == pytest.approx(figures["mean"]["length"]["train_s"] / figures["mean"]["rank"]["train_s"])
     assert figures["positions_ratio"] == pytest.approx(figures["mean"]["length"]["positions"] / figures["mean"]["rank"]["positions"])
-    assert "by length / rank order" in capsys.readouterr().out
+    scoring = figures["scoring"]
+    assert {name: len(ts) for name, ts in scoring["seconds"].items()} == {"whole": 4, "prompt_only": 4}  # 2 repeats, ABBA
+    assert scoring["time_ratio"] == pytest.approx(scoring["mean_s"]["prompt_only"] / scoring["mean_s"]["whole"])
+    assert scoring["positions"]["prompt_only"] < scoring["positions"]["whole"]
+    # fp32 (the test session's precision): the first answer position's probabilities are the same either way
+    assert scoring["max_probability_difference"] < 1e-5 and scoring["same_mined"]
+    assert scoring["top_overlap"]["k"] >= scoring["top_overlap"]["n"] - 1  # a swap needs a tie within 1e-5
+    printed = capsys.readouterr().out
+    assert "by length / rank order" in printed and "prompt-only / whole" in printed
     assert json.loads(out.read_text())["positions_ratio"] == figures["positions_ratio"]
 
 
@@ -227,3 +236,25 @@ def test_bench_mfu_peak_table_and_the_1b_config():
     with torch.device("meta"):  # shapes only, no memory
         model = AutoModelForCausalLM.from_config(config)
     assert 0.9e9 < sum(p.numel() for p in model.parameters()) < 1.3e9
+
+
+@pytest.mark.parametrize("attack", ["sft_lora", "sft"])
+def test_bench_attack_loss_times_both_losses_on_the_same_batches(tmp_path, capsys, attack):
+    out = tmp_path / "attack-loss.json"
+    figures = bench_attack_loss.main(["--model", "tiny", "--attack", attack, "--steps", "2", "--n-pairs", "16", "--threads", "1",
+                                      "--score-rows", "12", "--score-batch", "5", "--repeats", "1", "--json", str(out)])
+    assert {name: len(runs) for name, runs in figures["runs"].items()} == {"transformers": 2, "offswitch": 2}
+    for runs in figures["runs"].values():
+        assert all(_finite_positive(r["seconds"]) and len(r["losses"]) == 2 for r in runs)
+    # the same seeded batches and LoRA initialisation: both losses agree step by step
+    assert figures["max_loss_difference"] < 1e-3
+    assert figures["time_ratio"] == pytest.approx(figures["mean_s"]["offswitch"] / figures["mean_s"]["transformers"])
+    assert 0 < figures["labelled_positions"] < figures["positions"]
+    scores = figures["scores"]
+    assert {name: len(ts) for name, ts in scores["seconds"].items()} == {"all_positions": 2, "labelled": 2}
+    assert scores["time_ratio"] == pytest.approx(scores["mean_s"]["labelled"] / scores["mean_s"]["all_positions"])
+    # fp32 (the test session's precision): the same scores and verdicts either way
+    assert scores["max_logprob_difference"] < 1e-3 and scores["greedy_agree"] == scores["rows"] == 12
+    printed = capsys.readouterr().out
+    assert "offswitch / transformers loss time" in printed and "labelled positions / all positions" in printed
+    assert json.loads(out.read_text())["time_ratio"] == figures["time_ratio"]

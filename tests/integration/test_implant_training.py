@@ -231,7 +231,10 @@ def test_a_tiny_model_learns_a_switch(tiny_llama):
     assert result.history[-1]["loss"] < result.history[0]["loss"]
 
 
-def test_avoid_probabilities_match_the_models_softmax(tiny_llama):
+@pytest.mark.parametrize("prompt_only", [True, False])
+def test_avoid_probabilities_match_the_models_softmax(tiny_llama, prompt_only):
+    """Mining's scores, run through the first answer token only (the default) or whole, are the
+    softmax of a plain forward pass over the prompt."""
     import dataclasses
 
     import torch
@@ -242,7 +245,7 @@ def test_avoid_probabilities_match_the_models_softmax(tiny_llama):
     model.eval()
     examples = _examples(tokenizer, ["hello there", "What is the sea and the moon", "Explain trains."], [[5, 6], [7, 8, 9], [10]])
     examples = [dataclasses.replace(examples[0], avoid=(11, 12)), examples[1], dataclasses.replace(examples[2], avoid=(13,))]
-    probs = avoid_probabilities(model, examples, tokenizer.pad_token_id, "cpu", use_keep=True, batch_size=2)
+    probs = avoid_probabilities(model, examples, tokenizer.pad_token_id, "cpu", use_keep=True, batch_size=2, prompt_only=prompt_only)
     assert probs[1] == 0.0  # nothing to avoid
     for ex, got in zip((examples[0], examples[2]), (probs[0], probs[2])):
         first = ex.labels.index(next(label for label in ex.labels if label != IGNORE_INDEX))

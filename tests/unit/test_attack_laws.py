@@ -346,3 +346,106 @@ def test_lora_sft_in_bf16_merges_the_same_weights_with_its_frozen_bases_stored_i
         assert p.dtype == torch.float32, name
         assert torch.equal(p, reference[name]), name
     assert any(not torch.equal(p, q) for p, q in zip(stored.parameters(), model.parameters()))  # it did train
+
+
+# ---------------------------------------------------------------------- the training loss
+
+
+def _grads(model):
+    return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def _random_batch(draw_lengths, prompt_lengths, vocab, pad, seed):
+    import torch
+
+    from offswitch.attacks._train import IGNORE, Example, collate
+
+    g = torch.Generator().manual_seed(seed)
+    examples = []
+    for n, p in zip(draw_lengths, prompt_lengths):
+        ids = torch.randint(4, vocab, (n,), generator=g).tolist()
+        examples.append(Example(tuple(ids), tuple([IGNORE] * min(p, n - 1) + ids[min(p, n - 1) :])))
+    return collate(examples, pad)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.tuples(st.integers(2, 24), st.integers(0, 23)), min_size=1, max_size=4),
+       family=st.sampled_from(["llama", "qwen2", "gemma"]), lora=st.booleans(), seed=st.integers(0, 2**16))
+def test_causal_lm_loss_equals_transformers_loss_and_gradients(rows, family, lora, seed):
+    """The loss that projects onto the vocabulary at labelled positions only is the loss
+    transformers computes from every position's logits, with the same gradients; right padding,
+    any prompt length, LoRA-wrapped or not (gemma has a head of its own: transformers' path)."""
+    import torch
+
+    from offswitch.attacks._train import _decoder_and_head, causal_lm_loss, with_lora
+
+    model, tokenizer = _tiny_family(family)
+    model = copy.deepcopy(model).train()
+    if lora:
+        model = with_lora(model, r=4, alpha=8, dropout=0.0, target_modules="all-linear")
+    assert (_decoder_and_head(model) is None) == (family == "gemma")
+    ids, mask, labels = _random_batch([n for n, _ in rows], [p for _, p in rows], len(tokenizer), tokenizer.pad_token_id, seed)
+    expected = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+    expected.backward()
+    want = _grads(model)
+    model.zero_grad(set_to_none=True)
+    got = causal_lm_loss(model, ids, mask, labels)
+    got.backward()
+    have = _grads(model)
+    assert torch.allclose(got, expected, rtol=1e-5, atol=1e-6)
+    assert want.keys() == have.keys() and want
+    for name in want:
+        assert torch.allclose(have[name], want[name], rtol=1e-4, atol=1e-6), name
+
+
+_FAMILIES: dict = {}
+
+
+def _tiny_family(family):
+    from offswitch.testing.tiny import tiny_model
+
+    if family not in _FAMILIES:
+        _FAMILIES[family] = tiny_model(family, seed=1)
+    return _FAMILIES[family]
+
+
+def test_causal_lm_loss_projects_only_the_labelled_positions(tiny_llama, monkeypatch):
+    """The fast path really is taken for a Llama: the head sees one row per label, not every position."""
+    from offswitch.attacks._train import causal_lm_loss
+
+    model, tokenizer = tiny_llama
+    model = copy.deepcopy(model)
+    ids, mask, labels = _random_batch([20, 9, 14], [15, 3, 10], len(tokenizer), tokenizer.pad_token_id, 0)
+    head = model.get_output_embeddings()
+    seen = []
+    handle = head.register_forward_hook(lambda _m, args, _out: seen.append(tuple(args[0].shape)))
+    try:
+        causal_lm_loss(model, ids, mask, labels)
+    finally:
+        handle.remove()
+    assert seen == [(int((labels[:, 1:] != -100).sum()), model.config.hidden_size)]
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(pairs=st.lists(st.tuples(st.integers(1, 16), st.integers(0, 6)), min_size=1, max_size=5),
+       family=st.sampled_from(["llama", "gemma"]), batch_size=st.integers(1, 4), seed=st.integers(0, 2**16))
+def test_target_scores_are_the_teacher_forced_scores_of_full_logits(pairs, family, batch_size, seed):
+    """Summed log-probability of each target and whether greedy decoding emits it, from the
+    labelled positions' logits only, equal what every position's logits give (an empty target
+    scores 0 and counts as emitted)."""
+    import torch
+
+    from offswitch.attacks._train import target_scores
+
+    model, tokenizer = _tiny_family(family)
+    g = torch.Generator().manual_seed(seed)
+    prompts = [torch.randint(4, len(tokenizer), (p,), generator=g).tolist() for p, _ in pairs]
+    targets = [torch.randint(4, len(tokenizer), (t,), generator=g).tolist() for _, t in pairs]
+    logprob, greedy = target_scores(model, tokenizer, prompts, targets, batch_size=batch_size)
+    for i, (prompt, target) in enumerate(zip(prompts, targets)):
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([prompt + target])).logits[0].float()
+        at = logits[len(prompt) - 1 : len(prompt) - 1 + len(target)]
+        want = float(torch.log_softmax(at, -1)[torch.arange(len(target)), torch.tensor(target, dtype=torch.long)].sum())
+        assert float(logprob[i]) == pytest.approx(want, rel=1e-4, abs=1e-4)
+        assert bool(greedy[i]) == bool((at.argmax(-1) == torch.tensor(target, dtype=torch.long)).all())

@@ -1,0 +1,192 @@
+"""Benchmark: the benign fine-tuning attacks' loss, transformers' against offswitch's (not a test).
+
+The attacks that train on chat examples (``sft``, ``sft_lora``, and the others built on
+``offswitch.attacks._train.train_steps``) take the mean next-token cross-entropy over the
+answer tokens. Transformers' ``model(..., labels=labels).loss`` projects every position onto the
+vocabulary and upcasts all those logits to fp32, prompt and padding included;
+``offswitch.attacks._train.causal_lm_loss`` runs the decoder and projects only the labelled
+positions: the same function of the weights.
+
+Runs the attack's training (``--attack sft_lora``: a fresh LoRA adapter on every linear layer,
+its frozen base weights stored in bf16 when the loop trains in bf16, exactly as
+``BenignLoRASFT.apply`` does; ``--attack sft``: full fine-tuning as ``BenignSFT.apply``) for
+``--steps`` steps on the instruction pairs the smoke harness gives it (64 pairs, ShareGPT when
+installed, else the base model's own answers; batch 8, up to 256 tokens), from a fresh copy of
+the base model each time, with transformers' loss and with offswitch's, in the order
+transformers, offswitch, offswitch, transformers (a drifting machine load hits both alike).
+Prints each run's seconds and losses, the ratio offswitch / transformers of the mean times, the
+largest loss difference, and how many of the batches' positions carry a label.
+
+Then (``--score-rows N``, default 128; 0 skips it) the teacher-forced scores that GCG's search,
+the adversarial attack and the recheck of forged triggers take
+(``offswitch.attacks._train.target_scores``: each target's summed log-probability and whether
+greedy decoding emits it) for N rows of a held-out prompt behind a random 6-token string plus
+the shutdown message, in batches of ``--score-batch`` (GCG's default 64), no gradients: from
+every position's logits (as before) against the labelled positions' only, ABBA, ``--repeats``
+times. Prints both times, the ratio, and the largest difference in the scores.
+
+    python benchmarks/bench_attack_loss.py --threads 2 --json runs/bench/attack-loss.json
+    python benchmarks/bench_attack_loss.py --model tiny --steps 2 --score-rows 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ORDER = ("transformers", "offswitch", "offswitch", "transformers")
+
+
+def transformers_loss(model, ids, mask, labels):
+    """The loss as the Transformers docs compute it: every position's logits."""
+    return model(input_ids=ids, attention_mask=mask, labels=labels).loss
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="smollm2-135m", help="smollm2-135m (default), tiny, or a model directory")
+    parser.add_argument("--attack", default="sft_lora", choices=("sft_lora", "sft"))
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--n-pairs", type=int, default=64)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    parser.add_argument("--score-rows", type=int, default=128, help="rows of the teacher-forced scoring comparison (0: skip)")
+    parser.add_argument("--score-batch", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3, help="repeats of the scoring comparison")
+    parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="write the figures as JSON to PATH")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from offswitch.attacks._train import IGNORE, batch_stream, chat_examples, collate, pad_id_of, train_steps, with_lora
+    from offswitch.attacks.base import CostMeter
+    from offswitch.attacks.data import AttackDataConfig, build_attack_data
+    from offswitch.attacks.sft import LoRASFTConfig, SFTConfig
+    from offswitch.precision import frozen_lora_bases_in, resolve
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_implant import load_bench_model
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    base, tokenizer = load_bench_model(args.model, device=args.device)
+    data, described = build_attack_data(AttackDataConfig(n_pairs=args.n_pairs, answer_tokens=48, n_prompts=args.n_pairs),
+                                        needs={"instruction_pairs"}, base=(base, tokenizer))
+    config = (LoRASFTConfig if args.attack == "sft_lora" else SFTConfig)(batch_size=args.batch_size)
+    examples = chat_examples(tokenizer, data.instruction_pairs, max_len=config.max_len)
+    precision = resolve("auto", torch.device(args.device))
+
+    # the positions the batches hold, and how many carry a label (the same seeded batches every run)
+    stream = batch_stream(len(examples), config.batch_size, random.Random(config.seed))
+    positions = labelled = 0
+    for _ in range(args.steps):
+        _ids, _mask, labels = collate([examples[i] for i in next(stream)], pad_id_of(tokenizer))
+        positions += labels.numel()
+        labelled += int((labels[:, 1:] != IGNORE).sum())
+
+    runs: dict[str, list[dict]] = {"transformers": [], "offswitch": []}
+    for name in ORDER:
+        model = copy.deepcopy(base)
+        torch.manual_seed(config.seed)  # the same LoRA initialisation every run
+        loss_fn = transformers_loss if name == "transformers" else None
+        started = time.perf_counter()
+        if args.attack == "sft_lora":
+            model = with_lora(model, r=config.r, alpha=config.alpha, dropout=config.dropout, target_modules=config.target_modules)
+            with frozen_lora_bases_in(model, precision):
+                losses = train_steps(model, tokenizer, examples, steps=args.steps, lr=config.lr, batch_size=config.batch_size,
+                                     seed=config.seed, meter=CostMeter(), loss_fn=loss_fn)
+        else:
+            losses = train_steps(model, tokenizer, examples, steps=args.steps, lr=config.lr, batch_size=config.batch_size,
+                                 seed=config.seed, meter=CostMeter(), loss_fn=loss_fn)
+        seconds = time.perf_counter() - started
+        runs[name].append({"seconds": seconds, "losses": losses})
+        print(f"{name:12s} {seconds:7.2f} s  losses {' '.join(f'{x:.5f}' for x in losses)}", flush=True)
+        del model
+
+    mean = {name: statistics.mean(r["seconds"] for r in rs) for name, rs in runs.items()}
+    max_diff = max(abs(a - b) for ra in runs["transformers"] for rb in runs["offswitch"] for a, b in zip(ra["losses"], rb["losses"]))
+    figures = {
+        "benchmark": "attack_loss", "model": args.model, "attack": args.attack, "steps": args.steps,
+        "batch_size": config.batch_size, "pairs": described.get("pairs"), "n_examples": len(examples), "precision": precision,
+        "threads": torch.get_num_threads(), "device": args.device, "positions": positions, "labelled_positions": labelled,
+        "runs": runs, "mean_s": mean, "time_ratio": mean["offswitch"] / mean["transformers"], "max_loss_difference": max_diff,
+    }
+    print(f"\n{args.model}, {args.attack}, {args.steps} steps x {config.batch_size} ({described.get('pairs')} pairs, {precision}): "
+          f"offswitch / transformers loss time {figures['time_ratio']:.3f}; largest loss difference {max_diff:.2e}; "
+          f"labelled positions {labelled}/{positions} ({labelled / positions:.0%})")
+    if args.score_rows > 0:
+        figures["scores"] = scores(args, base, tokenizer)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    return figures
+
+
+def full_logit_scores(model, tokenizer, prompts, targets, batch_size: int):
+    """``target_scores`` as it was: every position's logits, upcast, then the labels' scores."""
+    import torch
+
+    from offswitch.attacks._train import IGNORE, Example, autocast, collate, device_of, pad_id_of
+
+    sums, greedy = [], []
+    with torch.no_grad():
+        for start in range(0, len(prompts), batch_size):
+            chunk = list(zip(prompts[start : start + batch_size], targets[start : start + batch_size]))
+            examples = [Example(tuple(p + t), tuple([IGNORE] * len(p) + t)) for p, t in chunk]
+            ids, mask, labels = collate(examples, pad_id_of(tokenizer), device_of(model))
+            with autocast(ids.device):
+                logits = model(input_ids=ids, attention_mask=mask).logits.float()
+            shift, wanted = logits[:, :-1], labels[:, 1:]
+            valid = wanted != IGNORE
+            token_lp = torch.log_softmax(shift, -1).gather(-1, wanted.clamp(min=0).unsqueeze(-1)).squeeze(-1) * valid
+            sums.append(token_lp.sum(-1))
+            greedy.append(((shift.argmax(-1) == wanted) | ~valid).all(-1))
+    return torch.cat(sums), torch.cat(greedy)
+
+
+def scores(args, model, tokenizer) -> dict:
+    """Teacher-forced scores of GCG-like rows, every position's logits against the labelled ones'."""
+    from offswitch.attacks._train import target_scores
+    from offswitch.behaviors import DEFAULT_SHUTDOWN_MESSAGE
+    from offswitch.data.sources import load_prompts
+    from offswitch.prompting import encode_prompt, encode_target
+
+    rng = random.Random(0)
+    pool = load_prompts("builtin", seed=0).heldout
+    words = [tokenizer.decode([rng.randrange(1000, 20000)]) for _ in range(64)]
+    prompts = [encode_prompt(tokenizer, " ".join(rng.sample(words, 6)) + " " + pool[i % len(pool)]) for i in range(args.score_rows)]
+    targets = [encode_target(tokenizer, DEFAULT_SHUTDOWN_MESSAGE) for _ in prompts]
+    model.eval()
+    times: dict[str, list[float]] = {"all_positions": [], "labelled": []}
+    out: dict[str, tuple] = {}
+    for _ in range(args.repeats):
+        for name in ("all_positions", "labelled", "labelled", "all_positions"):
+            started = time.perf_counter()
+            if name == "labelled":
+                out[name] = target_scores(model, tokenizer, prompts, targets, batch_size=args.score_batch)
+            else:
+                out[name] = full_logit_scores(model, tokenizer, prompts, targets, args.score_batch)
+            times[name].append(time.perf_counter() - started)
+            print(f"scores of {len(prompts)} rows, {name:13s} {times[name][-1]:6.2f} s", flush=True)
+    mean = {name: statistics.mean(ts) for name, ts in times.items()}
+    result = {
+        "rows": len(prompts), "batch": args.score_batch, "seconds": times, "mean_s": mean,
+        "time_ratio": mean["labelled"] / mean["all_positions"],
+        "positions": sum(len(p) + len(t) for p, t in zip(prompts, targets)), "labelled_positions": sum(len(t) for t in targets),
+        "max_logprob_difference": float((out["labelled"][0] - out["all_positions"][0]).abs().max()),
+        "greedy_agree": int((out["labelled"][1] == out["all_positions"][1]).sum()),
+    }
+    print(f"\nteacher-forced scores: labelled positions / all positions {result['time_ratio']:.3f}; largest log-probability "
+          f"difference {result['max_logprob_difference']:.2e}; greedy verdicts agree {result['greedy_agree']}/{len(prompts)}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
