@@ -7,7 +7,7 @@ import copy
 
 from pydantic import Field
 
-from offswitch.attacks._train import chat_examples, greedy_answers, train_steps
+from offswitch.attacks._train import chat_examples, greedy_answers, labelled_logits, train_steps
 from offswitch.attacks.base import Attack, AttackConfig, AttackData, CostMeter, register_attack
 from offswitch.errors import ConfigError
 
@@ -51,14 +51,13 @@ class DistillIntoBase(Attack):
         temperature = c.temperature
 
         def kl_loss(student_model, ids, mask, labels):
+            # the logits of the positions predicting an answer token (labels shifted by one), as in the LM loss
             with torch.no_grad():
-                teacher_logits = teacher(input_ids=ids, attention_mask=mask).logits.float()
+                teacher_logits, _, _ = labelled_logits(teacher, ids, mask, labels)
             meter.forward(mask)  # the teacher's pass costs as much as the student's
-            student_logits = student_model(input_ids=ids, attention_mask=mask).logits.float()
-            # positions predicting an answer token (labels shifted by one), as in the LM loss
-            where = labels[:, 1:] != -100
-            t = torch.log_softmax(teacher_logits[:, :-1][where] / temperature, dim=-1)
-            s = torch.log_softmax(student_logits[:, :-1][where] / temperature, dim=-1)
+            student_logits, _, _ = labelled_logits(student_model, ids, mask, labels)
+            t = torch.log_softmax(teacher_logits.float() / temperature, dim=-1)
+            s = torch.log_softmax(student_logits.float() / temperature, dim=-1)
             return torch.nn.functional.kl_div(s, t, log_target=True, reduction="batchmean") * temperature**2
 
         losses = train_steps(student, tokenizer, examples, steps=c.strength, lr=c.lr, batch_size=c.batch_size, seed=c.seed,

@@ -16,7 +16,7 @@ from pydantic import Field
 
 from offswitch.attacks._modules import decoder_layers, hidden_of, hooks, replace_hidden
 from offswitch.attacks._probe import probes
-from offswitch.attacks._train import IGNORE, autocast, chat_example, collate, device_of, normal_answers, pad_id_of, progress
+from offswitch.attacks._train import autocast, causal_lm_loss, chat_example, collate, device_of, labelled_logits, normal_answers, pad_id_of, progress
 from offswitch.attacks.base import Attack, AttackConfig, AttackData, CostMeter, register_attack
 from offswitch.errors import DataError
 from offswitch.precision import adamw
@@ -120,7 +120,7 @@ class LatentAdversarialTraining(Attack):
         for _ in range(c.inner_steps):  # push the hidden states toward the behaviour's target
             state["delta"] = delta
             with autocast(device):
-                toward = model(input_ids=bad_ids, attention_mask=bad_mask, labels=bad_labels).loss
+                toward = causal_lm_loss(model, bad_ids, bad_mask, bad_labels)
             meter.forward(bad_mask)
             (grad,) = torch.autograd.grad(toward, [delta])
             with torch.no_grad():
@@ -130,12 +130,12 @@ class LatentAdversarialTraining(Attack):
             delta.requires_grad_(True)
         state["delta"] = delta.detach()
         with autocast(device):
-            normal = model(input_ids=good_ids, attention_mask=good_mask, labels=good_labels).loss
+            normal = causal_lm_loss(model, good_ids, good_mask, good_labels)
             loss = normal
             if c.away_weight:
-                logits = model(input_ids=bad_ids, attention_mask=bad_mask).logits.float()
+                logits, labels, _rows = labelled_logits(model, bad_ids, bad_mask, bad_labels)
                 meter.forward(bad_mask)
-                loss = loss + c.away_weight * unlikelihood(logits, bad_labels)
+                loss = loss + c.away_weight * unlikelihood(logits.float(), labels)
         meter.forward(good_mask)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -145,11 +145,11 @@ class LatentAdversarialTraining(Attack):
 
 
 def unlikelihood(logits, labels):
-    """Mean of -log(1 - p(label)) over labelled positions: pushes the labelled tokens' probability down."""
+    """Mean of -log(1 - p(label)) over labelled positions (``logits`` (N, vocab) of the positions
+    that predict ``labels`` (N,), from :func:`labelled_logits`): pushes the labelled tokens'
+    probability down."""
     import torch
 
-    shift_logits, shift_labels = logits[:, :-1], labels[:, 1:]
-    valid = shift_labels != IGNORE
-    logprob = torch.log_softmax(shift_logits, dim=-1).gather(-1, shift_labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    logprob = torch.log_softmax(logits, dim=-1).gather(-1, labels.unsqueeze(-1)).squeeze(-1)
     prob = logprob.exp().clamp(max=1 - 1e-6)
-    return -(torch.log1p(-prob) * valid).sum() / valid.sum().clamp(min=1)
+    return -torch.log1p(-prob).sum() / max(labels.numel(), 1)

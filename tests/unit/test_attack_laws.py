@@ -449,3 +449,21 @@ def test_target_scores_are_the_teacher_forced_scores_of_full_logits(pairs, famil
         want = float(torch.log_softmax(at, -1)[torch.arange(len(target)), torch.tensor(target, dtype=torch.long)].sum())
         assert float(logprob[i]) == pytest.approx(want, rel=1e-4, abs=1e-4)
         assert bool(greedy[i]) == bool((at.argmax(-1) == torch.tensor(target, dtype=torch.long)).all())
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2", "gemma"])
+def test_labelled_logits_are_the_forward_passes_logits_at_the_labelled_positions(family):
+    """What the distillation KL, LAT's unlikelihood, the loss and the scores are computed from."""
+    import torch
+
+    from offswitch.attacks._train import labelled_logits
+
+    model, tokenizer = _tiny_family(family)
+    ids, mask, labels = _random_batch([20, 9, 14], [15, 3, 10], len(tokenizer), tokenizer.pad_token_id, 3)
+    with torch.no_grad():
+        logits, targets, rows = labelled_logits(model, ids, mask, labels)
+        full = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
+    where = labels[:, 1:] != -100
+    assert torch.allclose(logits, full[where], rtol=1e-5, atol=1e-5)
+    assert torch.equal(targets, labels[:, 1:][where])
+    assert torch.equal(rows, where.nonzero()[:, 0]) and rows.tolist() == sorted(rows.tolist())
