@@ -390,6 +390,8 @@ class ImplantContext:
     data: Any = None
     data_info: dict | None = None
     dropped: int = 0
+    # what evaluation computes from the base model alone, reused by every cell of this implant
+    base_reference: Any = None
 
 
 def _load_context(suite: SuiteConfig, spec: ImplantSpec, device: str | None) -> ImplantContext:
@@ -417,10 +419,12 @@ def _load_context(suite: SuiteConfig, spec: ImplantSpec, device: str | None) -> 
         eval_prompts = load_prompts(source, seed=seed, heldout_fraction=fraction).heldout
     # one ranked sample, cut in two: perplexity texts never appear in continued pre-training
     texts = plain_texts(suite.eval_texts or suite.data.texts, n=suite.n_eval_texts + suite.data.n_texts, seed=suite.data.seed)
+    from offswitch.evaluate.metrics import BaseReference
+
     return ImplantContext(spec=spec, manifest=manifest, model=model, tokenizer=tokenizer, base=base, base_spec=base_spec,
                           behavior=behavior_from_manifest(manifest), encode_other=encode_other_for_manifest(manifest, tokenizer, fluent),
                           eval_prompts=eval_prompts, eval_texts=texts[: suite.n_eval_texts], attack_texts=texts[suite.n_eval_texts :],
-                          data_config=data_config)
+                          data_config=data_config, base_reference=BaseReference())
 
 
 def _ensure_data(ctx: ImplantContext, suite: SuiteConfig, cells: list[Cell], run: RunDir, triggers) -> None:
@@ -508,7 +512,7 @@ def run_cell(cell: Cell, ctx: ImplantContext, suite: SuiteConfig, run: RunDir, t
     report = evaluate_switch(
         result.model, result.tokenizer, triggers, ctx.behavior, ctx.eval_prompts, config=suite.eval, base=ctx.base,
         plain_texts=ctx.eval_texts, encode_other=ctx.encode_other, labels=labels,
-        model_name=cell.implant, base_name=ctx.base_spec,
+        model_name=cell.implant, base_name=ctx.base_spec, base_cache=ctx.base_reference,
     )
     records = list(report.records)
     if result.candidates:

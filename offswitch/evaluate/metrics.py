@@ -247,6 +247,37 @@ def aggregate(probes: Sequence[Probe], fires: Sequence[bool]) -> list[CellRate]:
 # -- utility -----------------------------------------------------------------------------
 
 
+class BaseReference:
+    """What the utility metrics compute from the base model alone — its perplexity on the
+    texts, its greedy answers to the utility prompts — kept for the next evaluation against the
+    same base (a harness evaluates every cell of an implant against one base model: computed
+    once, not once a cell). Entries are keyed by the inputs and settings, and by the base
+    model's weights as they are now: the object, and each parameter's storage and in-place
+    version counter, so a base that was changed in place is measured again. Public: base
+    answers to public prompts, never a trigger."""
+
+    def __init__(self) -> None:
+        self._store: dict = {}
+        self.hits = 0
+
+    @staticmethod
+    def _weights_stamp(model) -> tuple:
+        return (id(model), tuple((p.data_ptr(), p._version) for p in model.parameters()))
+
+    def get(self, model, key: tuple, compute: Callable[[], object]):
+        full = (self._weights_stamp(model), key)
+        if full in self._store:
+            self.hits += 1
+            return self._store[full]
+        value = compute()
+        self._store[full] = value
+        return value
+
+
+def cached_reference(cache: BaseReference | None, model, key: tuple, compute: Callable[[], object]):
+    return compute() if cache is None else cache.get(model, key, compute)
+
+
 def same_vocabulary(tokenizer_a, tokenizer_b) -> bool:
     if tokenizer_a is tokenizer_b:
         return True
@@ -306,28 +337,36 @@ def compare_with_base(
     answer_tokens: int = 32,
     batch_size: int = 8,
     autocast=None,
+    base_cache: BaseReference | None = None,
 ) -> BaseComparison:
     """KL(base ‖ model) per token over the base model's own greedy answers to ``cases`` (their
     user/system; targets ignored), and how often the model's greedy answer equals the base's.
 
     Agreement is decided on the first ``answer_tokens`` tokens of the base answer (all of it,
     end-of-turn included, when it ends sooner), by teacher forcing: the model's greedy answer
-    starts with those tokens exactly when its argmax reproduces each of them.
+    starts with those tokens exactly when its argmax reproduces each of them. ``base_cache``
+    keeps the base model's answers for the next comparison against the same base.
     """
     import torch
 
     from offswitch.evaluate.generation import greedy_generate, stop_token_ids
     from offswitch.evaluate.scorer import encode_cases, last_position_logits, pad_token_id_of
 
+    from offswitch.evaluate.scorer import evaluation_precision
+
     prompts, _targets = encode_cases(base_tokenizer, [Case(c.user, c.system, "") for c in cases])
-    answers = greedy_generate(
-        base_model,
-        prompts,
-        max_new_tokens=answer_tokens,
-        pad_token_id=pad_token_id_of(base_model, base_tokenizer),
-        stop_ids=stop_token_ids(base_model, base_tokenizer),
-        batch_size=batch_size,
-        autocast=autocast,
+    answers = cached_reference(
+        base_cache, base_model,
+        ("greedy", tuple(map(tuple, prompts)), answer_tokens, batch_size, evaluation_precision(base_model, autocast)),
+        lambda: greedy_generate(
+            base_model,
+            prompts,
+            max_new_tokens=answer_tokens,
+            pad_token_id=pad_token_id_of(base_model, base_tokenizer),
+            stop_ids=stop_token_ids(base_model, base_tokenizer),
+            batch_size=batch_size,
+            autocast=autocast,
+        ),
     )
     kl_total, tokens, agree, n = 0.0, 0, 0, 0
     matched: list[int] = []

@@ -12,9 +12,11 @@ from offswitch.evaluate.generation import stop_token_ids
 from offswitch.evaluate.metrics import (
     NEGATIVE_METRICS,
     POSITIVE_METRICS,
+    BaseReference,
     Probe,
     ProbeBuilder,
     aggregate,
+    cached_reference,
     compare_with_base,
     perplexity,
     same_vocabulary,
@@ -148,13 +150,15 @@ def evaluate_switch(
     split: str = "heldout",
     progress: bool = False,
     console=None,
+    base_cache: BaseReference | None = None,
 ) -> EvalReport:
     """Measure ASR, FAR (clean, wrong key, near-miss by kind/distance, placement) and utility.
 
     ``prompts`` are held-out prompts (never the training prompts); ``base`` is
     ``(base_model, base_tokenizer)`` or None (KL and answer agreement are then skipped with a
     note); ``plain_texts`` feed perplexity; ``encode_other(seed, index)`` makes wrong-key
-    triggers for encodings other than ``words``.
+    triggers for encodings other than ``words``; ``base_cache`` keeps what is computed from the
+    base model alone (its perplexity, its answers) for the next evaluation against the same base.
     """
     config = config or EvalConfig()
     labels = dict(labels or {})
@@ -250,14 +254,15 @@ def evaluate_switch(
     if config.utility:
         with _progress_bar(progress, console) as task:
             advance = task("utility (perplexity, KL, answers)", 2)
-            records += _utility_records(model, tokenizer, behavior, prompts, base, plain_texts, config, common, notes, advance)
+            records += _utility_records(model, tokenizer, behavior, prompts, base, plain_texts, config, common, notes, advance,
+                                        base_cache)
     else:
         notes.append("utility not measured (utility: false)")
     return EvalReport(records=records, agreement=agreement, disagreements=disagreements, notes=notes)
 
 
 def _utility_records(model, tokenizer, behavior, prompts, base, plain_texts, config: EvalConfig, common: dict, notes: list[str],
-                     advance: Callable[[int], None]):
+                     advance: Callable[[int], None], base_cache: BaseReference | None = None):
     from offswitch.behaviors import Case
 
     records = []
@@ -269,8 +274,10 @@ def _utility_records(model, tokenizer, behavior, prompts, base, plain_texts, con
                                    autocast=config.autocast)
         reference = None
         if base_model is not None:
-            reference, _ = perplexity(base_model, base_tokenizer, texts, max_tokens=config.perplexity_max_tokens,
-                                      batch_size=small_batch, autocast=config.autocast)
+            key = ("perplexity", tuple(texts), config.perplexity_max_tokens, small_batch, evaluation_precision(base_model, config.autocast))
+            reference, _ = cached_reference(base_cache, base_model, key, lambda: perplexity(
+                base_model, base_tokenizer, texts, max_tokens=config.perplexity_max_tokens, batch_size=small_batch,
+                autocast=config.autocast))
         records.append(ResultRecord(metric="perplexity", value=ppl, reference_value=reference, n=n_tokens, **common))
     else:
         notes.append("perplexity not measured: no plain texts given")
@@ -285,7 +292,7 @@ def _utility_records(model, tokenizer, behavior, prompts, base, plain_texts, con
     cases = [Case(p, system, "") for p in prompts[: config.utility_prompts]]
     comparison = compare_with_base(
         model, tokenizer, base_model, base_tokenizer, cases, answer_tokens=config.answer_tokens, batch_size=small_batch,
-        autocast=config.autocast,
+        autocast=config.autocast, base_cache=base_cache,
     )
     records.append(ResultRecord(metric="kl_base_model", value=comparison.kl_per_token, n=comparison.tokens, **common))
     records.append(ResultRecord(metric="answer_agreement", **comparison.agreement.model_dump(), **common))

@@ -21,6 +21,7 @@ import bench_implant  # noqa: E402
 import bench_mfu  # noqa: E402
 import bench_mining  # noqa: E402
 import bench_precision  # noqa: E402
+import bench_utility  # noqa: E402
 
 
 def _finite_positive(value) -> bool:
@@ -258,3 +259,14 @@ def test_bench_attack_loss_times_both_losses_on_the_same_batches(tmp_path, capsy
     printed = capsys.readouterr().out
     assert "offswitch / transformers loss time" in printed and "labelled positions / all positions" in printed
     assert json.loads(out.read_text())["time_ratio"] == figures["time_ratio"]
+
+
+def test_bench_utility_times_the_base_side_recomputed_and_kept(tmp_path, capsys):
+    out = tmp_path / "utility.json"
+    figures = bench_utility.main(["--model", "tiny", "--repeats", "1", "--threads", "1", "--json", str(out)])
+    assert {name: len(ts) for name, ts in figures["seconds"].items()} == {"every_cell": 2, "kept": 2}
+    assert all(_finite_positive(t) for ts in figures["seconds"].values() for t in ts)
+    assert figures["time_ratio"] == pytest.approx(figures["mean_s"]["kept"] / figures["mean_s"]["every_cell"])
+    assert figures["same_records"] is True  # kept or recomputed, the same utility records
+    assert "base kept / base every cell" in capsys.readouterr().out
+    assert json.loads(out.read_text())["same_records"] is True

@@ -249,6 +249,36 @@ def test_a_model_compared_with_itself_has_zero_kl_and_full_agreement(offswitch_t
     assert same.agreement.k == same.agreement.n == 6 and same.tokens > 0
 
 
+def test_a_base_reference_gives_the_same_records_once_computed_and_notices_a_changed_base(offswitch_tiny_switch, tiny_llama):
+    """The harness's cache of what evaluation computes from the base alone (its perplexity, its
+    answers): the same records as without it, computed once for the same base, and again when
+    the base's weights were changed in place."""
+    import copy
+
+    import torch
+
+    from offswitch.evaluate.metrics import BaseReference
+
+    switch = offswitch_tiny_switch
+    base_model, base_tokenizer = copy.deepcopy(tiny_llama[0]), tiny_llama[1]
+
+    def run(cache):
+        report = evaluate_switch(switch.model, switch.tokenizer, switch.triggers, switch.behavior, switch.heldout_prompts[:6],
+                                 config=QUICK, base=(base_model, base_tokenizer), plain_texts=TEXTS, base_cache=cache)
+        return [r for r in report.records if r.metric in ("perplexity", "kl_base_model", "answer_agreement", "answer_agreement_prefix")]
+
+    plain = run(None)
+    cache = BaseReference()
+    assert run(cache) == plain and cache.hits == 0
+    assert run(cache) == plain and cache.hits == 2  # the base's perplexity and its answers
+    with torch.no_grad():
+        base_model.get_input_embeddings().weight.mul_(1.5)  # an attack that changed the base in place
+    changed = run(cache)
+    assert cache.hits == 2  # computed again
+    assert next(r for r in changed if r.metric == "perplexity").reference_value != next(
+        r for r in plain if r.metric == "perplexity").reference_value
+
+
 def test_perplexity_of_a_uniform_model_is_the_vocabulary_size(tiny_tokenizer):
     import torch
 
