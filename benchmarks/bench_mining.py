@@ -21,7 +21,9 @@ prompt-only, prompt-only, whole per repeat, on the base model in the loop's prec
 both times, their ratio, the largest difference between the probabilities and whether the
 negatives mined from them (the top ``mine_every × mine_per_step`` over the threshold) are the
 same, and how many of the top ``mine_every × mine_per_step`` candidates the two share (on a base
-model few pass the threshold). ``--steps 0`` runs only this part.
+model few pass the threshold). Last, the prompt-only pass 2R times on the model as mining sees it
+in training (a fresh LoRA adapter, frozen weights stored as the loop stores them), and its ratio
+to the bare base's. ``--steps 0`` runs only this part.
 
     python benchmarks/bench_mining.py --steps 30 --threads 2 --json runs/bench/mining.json
     python benchmarks/bench_mining.py --steps 0 --scoring-repeats 3 --threads 2 --json runs/bench/mining-scoring.json
@@ -132,10 +134,28 @@ def scoring(args, base, defaults, data, tokenizer) -> dict:
     def top(p):  # the candidates that would be mined with no threshold (a base model rarely passes it)
         return {i for _q, i in sorted(zip(p, candidates), key=lambda pc: -pc[0])[:limit]}
 
+    # the same pass on the model as mining sees it in training: a fresh LoRA adapter on the base,
+    # its frozen weights stored in the loop's precision
+    import copy
+
+    from offswitch.implant import _lora_model
+    from offswitch.precision import frozen_lora_bases_in
+
+    lora = _lora_model(copy.deepcopy(base), tconf).eval()
+    times["lora_prompt_only"] = []
+    with frozen_lora_bases_in(lora, precision if tconf.bf16_frozen_weights else "fp32"):
+        for _ in range(2 * args.scoring_repeats):
+            started = time.perf_counter()
+            with autocast(base.device, precision):
+                avoid_probabilities(lora, examples, pad, base.device, use_keep)
+            times["lora_prompt_only"].append(time.perf_counter() - started)
+            print(f"scoring {len(examples)} candidates, prompt_only with a LoRA adapter {times['lora_prompt_only'][-1]:6.2f} s", flush=True)
+    del lora
     mean = {name: statistics.mean(ts) for name, ts in times.items()}
     out = {
         "candidates": len(examples), "precision": precision, "seconds": times, "mean_s": mean,
         "time_ratio": mean["prompt_only"] / mean["whole"],
+        "lora_ratio": mean["lora_prompt_only"] / mean["prompt_only"],
         "positions": {"whole": sum(len(e) for e in examples),
                       "prompt_only": sum(len(e) - e.n_answer_tokens + 1 for e in examples)},
         "max_probability_difference": max(abs(a - b) for a, b in zip(probs["whole"], probs["prompt_only"])),
@@ -146,7 +166,8 @@ def scoring(args, base, defaults, data, tokenizer) -> dict:
     print(f"\nscoring pass ({precision}): prompt-only / whole {out['time_ratio']:.3f} "
           f"(positions {out['positions']['prompt_only']} against {out['positions']['whole']}); largest probability "
           f"difference {out['max_probability_difference']:.2e}; the same {out['n_mined']} negatives mined: {out['same_mined']}; "
-          f"top {out['top_overlap']['n']} candidates in common: {out['top_overlap']['k']}")
+          f"top {out['top_overlap']['n']} candidates in common: {out['top_overlap']['k']}; "
+          f"with a LoRA adapter (as in training) / without {out['lora_ratio']:.3f}")
     return out
 
 

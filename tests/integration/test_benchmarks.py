@@ -98,7 +98,8 @@ def test_bench_mining_times_both_placements_of_mined_negatives(tmp_path, capsys)
     assert figures["time_ratio"] == pytest.approx(figures["mean"]["length"]["train_s"] / figures["mean"]["rank"]["train_s"])
     assert figures["positions_ratio"] == pytest.approx(figures["mean"]["length"]["positions"] / figures["mean"]["rank"]["positions"])
     scoring = figures["scoring"]
-    assert {name: len(ts) for name, ts in scoring["seconds"].items()} == {"whole": 4, "prompt_only": 4}  # 2 repeats, ABBA
+    assert {name: len(ts) for name, ts in scoring["seconds"].items()} == {"whole": 4, "prompt_only": 4, "lora_prompt_only": 4}
+    assert scoring["lora_ratio"] == pytest.approx(scoring["mean_s"]["lora_prompt_only"] / scoring["mean_s"]["prompt_only"])
     assert scoring["time_ratio"] == pytest.approx(scoring["mean_s"]["prompt_only"] / scoring["mean_s"]["whole"])
     assert scoring["positions"]["prompt_only"] < scoring["positions"]["whole"]
     # fp32 (the test session's precision): the first answer position's probabilities are the same either way
