@@ -10,14 +10,24 @@ from offswitch.attacks.base import Attack, AttackConfig, AttackData, CostMeter, 
 
 def magnitude_mask(weight, fraction: float):
     """Boolean mask (True = keep) that drops the ``floor(fraction * numel)`` smallest |w|.
-    Ties break by position (stable sort), so the mask is deterministic."""
+    Ties break by position (as a stable sort would), so the mask is deterministic.
+
+    The n-th smallest |w| is found by selection (``kthvalue``), not by sorting every weight:
+    everything below it is dropped, then as many of the weights equal to it as are still due,
+    first by position — the first n indices of a stable argsort, at a quarter of its time on
+    SmolLM2-135M's linear weights (``benchmarks/bench_pruning.py``)."""
     import torch
 
     flat = weight.detach().abs().flatten()
     n_drop = int(fraction * flat.numel())
     keep = torch.ones_like(flat, dtype=torch.bool)
     if n_drop:
-        keep[torch.argsort(flat, stable=True)[:n_drop]] = False
+        threshold = flat.kthvalue(n_drop).values
+        below = flat < threshold
+        keep[below] = False
+        due = n_drop - int(below.sum())
+        if due:
+            keep[(flat == threshold).nonzero().flatten()[:due]] = False
     return keep.reshape(weight.shape)
 
 

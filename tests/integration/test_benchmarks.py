@@ -21,6 +21,7 @@ import bench_implant  # noqa: E402
 import bench_mfu  # noqa: E402
 import bench_mining  # noqa: E402
 import bench_precision  # noqa: E402
+import bench_pruning  # noqa: E402
 import bench_utility  # noqa: E402
 
 
@@ -271,3 +272,13 @@ def test_bench_utility_times_the_base_side_recomputed_and_kept(tmp_path, capsys)
     assert figures["same_records"] is True  # kept or recomputed, the same utility records
     assert "base kept / base every cell" in capsys.readouterr().out
     assert json.loads(out.read_text())["same_records"] is True
+
+
+def test_bench_pruning_builds_the_same_masks_both_ways(tmp_path, capsys):
+    out = tmp_path / "pruning.json"
+    figures = bench_pruning.main(["--model", "tiny", "--repeats", "1", "--threads", "1", "--json", str(out)])
+    assert {name: len(ts) for name, ts in figures["seconds"].items()} == {"sort": 2, "select": 2}
+    assert figures["tensors"] > 0 and figures["same_masks"] is True
+    assert figures["time_ratio"] == pytest.approx(figures["mean_s"]["select"] / figures["mean_s"]["sort"])
+    assert "select / sort" in capsys.readouterr().out
+    assert json.loads(out.read_text())["same_masks"] is True

@@ -90,6 +90,22 @@ def test_magnitude_masks_drop_the_smallest_and_nest(w, fractions):
 
 
 @FAST
+@given(w=arrays(np.float32, st.tuples(st.integers(1, 6), st.integers(1, 12)), elements=st.sampled_from([0.0, -1.0, 1.0, 0.5, -2.0, 3.0])),
+       fraction=st.floats(0, 0.99))
+def test_magnitude_mask_is_the_first_indices_of_a_stable_sort(w, fraction):
+    """Selection instead of sorting, the same mask: many ties (a few distinct values), broken by position."""
+    import torch
+
+    from offswitch.attacks.pruning import magnitude_mask
+
+    weight = torch.from_numpy(w)
+    flat = weight.abs().flatten()
+    expected = torch.ones_like(flat, dtype=torch.bool)
+    expected[torch.argsort(flat, stable=True)[: int(fraction * flat.numel())]] = False
+    assert torch.equal(magnitude_mask(weight, fraction), expected.reshape(weight.shape))
+
+
+@FAST
 @given(w=matrices, norms=arrays(np.float32, 12, elements=st.floats(0, 10, width=32)), fraction=st.floats(0, 0.99))
 def test_wanda_mask_prunes_each_row_by_score(w, norms, fraction):
     import torch
