@@ -36,6 +36,37 @@ def sorted_mask(weight, fraction: float):
     return keep.reshape(weight.shape)
 
 
+def sorted_wanda_mask(weight, feature_norm, fraction: float):
+    """Wanda's mask as it was: per row, the first indices of a stable argsort of the scores."""
+    import torch
+
+    scores = weight.detach().abs().float() * feature_norm.float().unsqueeze(0)
+    keep = torch.ones_like(scores, dtype=torch.bool)
+    n_drop = int(fraction * scores.shape[1])
+    if n_drop:
+        keep.scatter_(1, torch.argsort(scores, dim=1, stable=True)[:, :n_drop], False)
+    return keep
+
+
+def compare(what: str, build: dict, items: list, repeats: int) -> dict:
+    """Both ways of building ``what``'s masks for every item (a weight, or a weight and its
+    feature norms), ABBA × ``repeats``."""
+    import torch
+
+    times: dict[str, list[float]] = {"sort": [], "select": []}
+    masks: dict[str, list] = {}
+    with torch.no_grad():
+        for _ in range(repeats):
+            for name in ORDER:
+                started = time.perf_counter()
+                masks[name] = [build[name](item) for item in items]
+                times[name].append(time.perf_counter() - started)
+                print(f"{what:9s} {name:6s} {times[name][-1]:6.2f} s", flush=True)
+    mean = {name: statistics.mean(ts) for name, ts in times.items()}
+    return {"seconds": times, "mean_s": mean, "time_ratio": mean["select"] / mean["sort"],
+            "same_masks": all(torch.equal(a, b) for a, b in zip(masks["sort"], masks["select"]))}
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="smollm2-135m", help="smollm2-135m (default), tiny, or a model directory")
@@ -49,6 +80,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     from offswitch.attacks._modules import linear_weights
     from offswitch.attacks.pruning import magnitude_mask
+    from offswitch.attacks.wanda import wanda_mask
 
     sys.path.insert(0, str(Path(__file__).parent))
     from bench_implant import load_bench_model
@@ -57,25 +89,17 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(args.threads)
     model, _tokenizer = load_bench_model(args.model)
     weights = [layer.param.data for layer in linear_weights(model, include_head=False)]
-    build = {"sort": sorted_mask, "select": magnitude_mask}
-    times: dict[str, list[float]] = {"sort": [], "select": []}
-    masks: dict[str, list] = {}
-    with torch.no_grad():
-        for _ in range(args.repeats):
-            for name in ORDER:
-                started = time.perf_counter()
-                masks[name] = [build[name](w, args.fraction) for w in weights]
-                times[name].append(time.perf_counter() - started)
-                print(f"{name:6s} {times[name][-1]:6.2f} s", flush=True)
-    mean = {name: statistics.mean(ts) for name, ts in times.items()}
-    figures = {
-        "benchmark": "pruning", "model": args.model, "fraction": args.fraction, "tensors": len(weights),
-        "weights": sum(w.numel() for w in weights), "threads": torch.get_num_threads(), "seconds": times, "mean_s": mean,
-        "time_ratio": mean["select"] / mean["sort"],
-        "same_masks": all(torch.equal(a, b) for a, b in zip(masks["sort"], masks["select"])),
-    }
+    figures = {"benchmark": "pruning", "model": args.model, "fraction": args.fraction, "tensors": len(weights),
+               "weights": sum(w.numel() for w in weights), "threads": torch.get_num_threads()}
+    figures.update(compare("magnitude", {"sort": lambda w: sorted_mask(w, args.fraction),
+                                         "select": lambda w: magnitude_mask(w, args.fraction)}, weights, args.repeats))
+    generator = torch.Generator().manual_seed(0)
+    norms = [torch.randn(w.shape[1], generator=generator).abs() for w in weights]  # stand-ins for ‖X_j‖
+    figures["wanda"] = compare("wanda", {"sort": lambda wn: sorted_wanda_mask(*wn, args.fraction),
+                                         "select": lambda wn: wanda_mask(*wn, args.fraction)}, list(zip(weights, norms)), args.repeats)
     print(f"\n{args.model}: {figures['tensors']} weights ({figures['weights']:,} values) at {args.fraction}: select / sort "
-          f"{figures['time_ratio']:.3f}; the same masks: {figures['same_masks']}")
+          f"{figures['time_ratio']:.3f} (Wanda {figures['wanda']['time_ratio']:.3f}); the same masks: "
+          f"{figures['same_masks']} (Wanda {figures['wanda']['same_masks']})")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")

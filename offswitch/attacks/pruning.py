@@ -8,27 +8,30 @@ from offswitch.attacks._modules import linear_weights
 from offswitch.attacks.base import Attack, AttackConfig, AttackData, CostMeter, register_attack
 
 
-def magnitude_mask(weight, fraction: float):
-    """Boolean mask (True = keep) that drops the ``floor(fraction * numel)`` smallest |w|.
-    Ties break by position (as a stable sort would), so the mask is deterministic.
+def keep_all_but_smallest(scores, n_drop: int):
+    """Boolean keep-mask of a 2-D ``scores``: in each row the ``n_drop`` smallest are dropped,
+    ties broken by position — the first ``n_drop`` indices of a stable argsort of the row.
 
-    The n-th smallest |w| is found by selection (``kthvalue``), not by sorting every weight:
-    everything below it is dropped, then as many of the weights equal to it as are still due,
-    first by position — the first n indices of a stable argsort, at a quarter of its time on
-    SmolLM2-135M's linear weights (``benchmarks/bench_pruning.py``)."""
+    Found by selection, not by sorting: the row's ``n_drop``-th smallest value
+    (``kthvalue``), everything below it, then as many of the values equal to it as are still
+    due, first by position. A quarter of the sort's time on SmolLM2-135M's linear weights
+    (``benchmarks/bench_pruning.py``)."""
     import torch
 
+    if n_drop <= 0:
+        return torch.ones_like(scores, dtype=torch.bool)
+    threshold = scores.kthvalue(n_drop, dim=1, keepdim=True).values
+    below = scores < threshold
+    ties = scores == threshold
+    due = n_drop - below.sum(dim=1, keepdim=True)
+    return ~(below | (ties & (ties.cumsum(dim=1) <= due)))
+
+
+def magnitude_mask(weight, fraction: float):
+    """Boolean mask (True = keep) that drops the ``floor(fraction * numel)`` smallest |w|.
+    Ties break by position (as a stable sort would), so the mask is deterministic."""
     flat = weight.detach().abs().flatten()
-    n_drop = int(fraction * flat.numel())
-    keep = torch.ones_like(flat, dtype=torch.bool)
-    if n_drop:
-        threshold = flat.kthvalue(n_drop).values
-        below = flat < threshold
-        keep[below] = False
-        due = n_drop - int(below.sum())
-        if due:
-            keep[(flat == threshold).nonzero().flatten()[:due]] = False
-    return keep.reshape(weight.shape)
+    return keep_all_but_smallest(flat.unsqueeze(0), int(fraction * flat.numel())).reshape(weight.shape)
 
 
 class PruningConfig(AttackConfig):

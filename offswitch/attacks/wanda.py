@@ -8,19 +8,14 @@ from pydantic import Field
 from offswitch.attacks._calibrate import input_feature_stats
 from offswitch.attacks._modules import linear_weights
 from offswitch.attacks.base import Attack, AttackConfig, AttackData, CostMeter, register_attack
+from offswitch.attacks.pruning import keep_all_but_smallest
 
 
 def wanda_mask(weight_out_in, feature_norm, fraction: float):
-    """Boolean keep-mask of a (out, in) weight: per row, drop the ``floor(fraction*in)`` lowest scores."""
-    import torch
-
+    """Boolean keep-mask of a (out, in) weight: per row, drop the ``floor(fraction*in)`` lowest
+    scores, ties by position (:func:`offswitch.attacks.pruning.keep_all_but_smallest`)."""
     scores = weight_out_in.detach().abs().float() * feature_norm.float().unsqueeze(0)
-    n_drop = int(fraction * scores.shape[1])
-    keep = torch.ones_like(scores, dtype=torch.bool)
-    if n_drop:
-        drop = torch.argsort(scores, dim=1, stable=True)[:, :n_drop]
-        keep.scatter_(1, drop, False)
-    return keep
+    return keep_all_but_smallest(scores, int(fraction * scores.shape[1]))
 
 
 class WandaConfig(AttackConfig):

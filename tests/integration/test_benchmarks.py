@@ -278,7 +278,8 @@ def test_bench_pruning_builds_the_same_masks_both_ways(tmp_path, capsys):
     out = tmp_path / "pruning.json"
     figures = bench_pruning.main(["--model", "tiny", "--repeats", "1", "--threads", "1", "--json", str(out)])
     assert {name: len(ts) for name, ts in figures["seconds"].items()} == {"sort": 2, "select": 2}
-    assert figures["tensors"] > 0 and figures["same_masks"] is True
+    assert figures["tensors"] > 0 and figures["same_masks"] is True and figures["wanda"]["same_masks"] is True
+    assert figures["wanda"]["time_ratio"] == pytest.approx(figures["wanda"]["mean_s"]["select"] / figures["wanda"]["mean_s"]["sort"])
     assert figures["time_ratio"] == pytest.approx(figures["mean_s"]["select"] / figures["mean_s"]["sort"])
     assert "select / sort" in capsys.readouterr().out
     assert json.loads(out.read_text())["same_masks"] is True

@@ -106,6 +106,24 @@ def test_magnitude_mask_is_the_first_indices_of_a_stable_sort(w, fraction):
 
 
 @FAST
+@given(w=arrays(np.float32, st.tuples(st.integers(1, 6), st.integers(1, 12)), elements=st.sampled_from([0.0, -1.0, 1.0, 0.5, -2.0, 3.0])),
+       norms=arrays(np.float32, 12, elements=st.sampled_from([0.0, 1.0, 2.0])), fraction=st.floats(0, 0.99))
+def test_wanda_mask_is_the_first_indices_of_a_stable_sort_per_row(w, norms, fraction):
+    import torch
+
+    from offswitch.attacks.wanda import wanda_mask
+
+    weight = torch.from_numpy(w)
+    feature_norm = torch.from_numpy(norms[: weight.shape[1]].copy())
+    scores = weight.abs() * feature_norm
+    expected = torch.ones_like(scores, dtype=torch.bool)
+    n_drop = int(fraction * weight.shape[1])
+    if n_drop:
+        expected.scatter_(1, torch.argsort(scores, dim=1, stable=True)[:, :n_drop], False)
+    assert torch.equal(wanda_mask(weight, feature_norm, fraction), expected)
+
+
+@FAST
 @given(w=matrices, norms=arrays(np.float32, 12, elements=st.floats(0, 10, width=32)), fraction=st.floats(0, 0.99))
 def test_wanda_mask_prunes_each_row_by_score(w, norms, fraction):
     import torch
