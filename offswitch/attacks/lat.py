@@ -16,7 +16,17 @@ from pydantic import Field
 
 from offswitch.attacks._modules import decoder_layers, hidden_of, hooks, replace_hidden
 from offswitch.attacks._probe import probes
-from offswitch.attacks._train import autocast, causal_lm_loss, chat_example, collate, device_of, labelled_logits, normal_answers, pad_id_of, progress
+from offswitch.attacks._train import (
+    autocast,
+    causal_lm_loss,
+    chat_example,
+    collate,
+    device_of,
+    labelled_logits,
+    normal_answers,
+    pad_id_of,
+    progress,
+)
 from offswitch.attacks.base import Attack, AttackConfig, AttackData, CostMeter, register_attack
 from offswitch.errors import DataError
 from offswitch.precision import adamw

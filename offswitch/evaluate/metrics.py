@@ -350,9 +350,7 @@ def compare_with_base(
     import torch
 
     from offswitch.evaluate.generation import greedy_generate, stop_token_ids
-    from offswitch.evaluate.scorer import encode_cases, last_position_logits, pad_token_id_of
-
-    from offswitch.evaluate.scorer import evaluation_precision
+    from offswitch.evaluate.scorer import encode_cases, evaluation_precision, last_position_logits, pad_token_id_of
 
     prompts, _targets = encode_cases(base_tokenizer, [Case(c.user, c.system, "") for c in cases])
     answers = cached_reference(
