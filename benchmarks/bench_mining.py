@@ -136,8 +136,6 @@ def scoring(args, base, defaults, data, tokenizer) -> dict:
 
     # the same pass on the model as mining sees it in training: a fresh LoRA adapter on the base,
     # its frozen weights stored in the loop's precision
-    import copy
-
     from offswitch.implant import _lora_model
     from offswitch.precision import frozen_lora_bases_in
 

@@ -443,7 +443,7 @@ def _tiny_family(family):
     return _FAMILIES[family]
 
 
-def test_causal_lm_loss_projects_only_the_labelled_positions(tiny_llama, monkeypatch):
+def test_causal_lm_loss_projects_only_the_labelled_positions(tiny_llama):
     """The fast path really is taken for a Llama: the head sees one row per label, not every position."""
     from offswitch.attacks._train import causal_lm_loss
 
