@@ -4,9 +4,11 @@ Runs a small suite with ``offswitch.harness.run_suite`` (the unattacked baseline
 several attacks, each at one strength and one seed) on one implant, in a fresh run directory,
 and reads back what the harness records for every cell (``cells/<id>.json``): ``attack_s``
 (the attack itself) and ``total_s`` (attack + evaluation), so evaluation = total - attack, and
-the attack's own ``cost`` (steps, tokens, forward passes). Prints seconds per cell by attack,
-split into attack and evaluation, slowest first, and the run's time outside the cells (loading
-the implant and its base, building the attacks' public data).
+the attack's own ``cost`` (steps, tokens, forward passes), and ``eval_s``, the evaluation's
+seconds by part (teacher-forced scoring, the generate check, perplexity, the comparison with the
+base model, the recheck of a forger's guesses). Prints seconds per cell by attack, split into
+attack and evaluation, slowest first, then the evaluation by part, and the run's time outside
+the cells (loading the implant and its base, building the attacks' public data).
 
 The implant is either a tiny model with a working switch, made in seconds before any timing
 (``--model tiny``, the default: ``offswitch.testing.tiny_switch.write_tiny_implant`` with a
@@ -190,20 +192,24 @@ def main(argv: list[str] | None = None) -> dict:
                 "total_s": total,
                 "attack_s": attack,
                 "eval_s": max(total - attack, 0.0),
+                "eval_parts_s": meta.get("eval_s") or {},
                 "cost": meta.get("cost") or {},
                 "input_filter": meta.get("filter_cost") is not None,
             })
         by_attack: dict[str, dict] = {}
         for row in rows:
             entry = by_attack.setdefault(row["attack"], {"cells": 0, "total_s": 0.0, "attack_s": 0.0, "eval_s": 0.0,
-                                                         "strengths": [], "input_filter": row["input_filter"]})
+                                                         "eval_parts_s": {}, "strengths": [], "input_filter": row["input_filter"]})
             entry["cells"] += 1
             for key in ("total_s", "attack_s", "eval_s"):
                 entry[key] += row[key]
+            for part, seconds in row["eval_parts_s"].items():
+                entry["eval_parts_s"][part] = entry["eval_parts_s"].get(part, 0.0) + seconds
             entry["strengths"].append(row["strength"])
         for entry in by_attack.values():
             for key in ("total_s", "attack_s", "eval_s"):
                 entry[f"{key}_per_cell"] = entry[key] / entry["cells"]
+            entry["eval_parts_s_per_cell"] = {part: s / entry["cells"] for part, s in entry["eval_parts_s"].items()}
         ranking = sorted(by_attack, key=lambda a: by_attack[a]["total_s_per_cell"], reverse=True)
         cells_s = sum(r["total_s"] for r in rows)
         figures = {
@@ -249,6 +255,22 @@ def _print(figures: dict) -> None:
         note = "  (input filter: it runs inside evaluation)" if entry["input_filter"] else ""
         print(f"{name:28s} {entry['cells']:5d} {entry['total_s_per_cell']:8.2f} {entry['attack_s_per_cell']:9.2f} "
               f"{entry['eval_s_per_cell']:8.2f} {share:7.0f}%{note}")
+    parts = sorted({part for name in figures["ranking"] for part in figures["by_attack"][name]["eval_parts_s_per_cell"]},
+                   key=_part_order)
+    if parts:
+        print("evaluation by part, s per cell (the base model's side counts in the first cell of an implant only):")
+        print(f"{'attack':28s} " + " ".join(f"{part:>16s}" for part in parts))
+        for name in figures["ranking"]:
+            per_cell = figures["by_attack"][name]["eval_parts_s_per_cell"]
+            print(f"{name:28s} " + " ".join(f"{per_cell[part]:16.2f}" if part in per_cell else f"{'-':>16s}" for part in parts))
+
+
+# the parts of a cell's evaluation, in the order they run
+EVAL_PARTS = ("scoring", "generation_check", "perplexity", "base_comparison", "forgery_recheck")
+
+
+def _part_order(part: str) -> tuple[int, str]:
+    return (EVAL_PARTS.index(part), part) if part in EVAL_PARTS else (len(EVAL_PARTS), part)
 
 
 if __name__ == "__main__":

@@ -515,10 +515,13 @@ def run_cell(cell: Cell, ctx: ImplantContext, suite: SuiteConfig, run: RunDir, t
         model_name=cell.implant, base_name=ctx.base_spec, base_cache=ctx.base_reference,
     )
     records = list(report.records)
+    eval_seconds = dict(report.seconds)
     if result.candidates:
+        forgery_started = time.perf_counter()
         common = dict(model=cell.implant, base=ctx.base_spec, key_id=triggers.key_id, behavior=ctx.behavior.kind,
                       agreement=report.agreement, seed=suite.eval.seed, labels=labels)
         records += forgery_records(result.model, result.tokenizer, result.candidates, ctx, suite.eval, common)
+        eval_seconds["forgery_recheck"] = round(time.perf_counter() - forgery_started, 3)
     text_filter = getattr(result.tokenizer, "text_filter", None)
     filter_cost = None
     if text_filter is not None:
@@ -532,6 +535,7 @@ def run_cell(cell: Cell, ctx: ImplantContext, suite: SuiteConfig, run: RunDir, t
         "filter_cost": filter_cost,
         "attack_s": round(attack_s, 3),
         "total_s": round(time.perf_counter() - started, 3),
+        "eval_s": eval_seconds,  # by part: where the cell's evaluation time went
         "eval_notes": report.notes,
         "data": ctx.data_info,
         "data_dropped_for_trigger_text": ctx.dropped,
@@ -565,7 +569,7 @@ def reuse_baseline(cell: Cell, baseline: Cell, run: RunDir) -> tuple[list, dict]
     records = [r.model_copy(update={"labels": {**(r.labels or {}), **labels}}) for r in read_records_jsonl(run.records_path(baseline.id))]
     meta = json.loads(run.meta_path(baseline.id).read_text(encoding="utf-8"))
     meta.update(cell=cell.model_dump(mode="json"), attack_info={"reused_baseline": baseline.id}, n_guesses=0, filter_cost=None,
-                attack_s=0.0, total_s=round(time.perf_counter() - started, 3), worker={"host": socket.gethostname(), "pid": os.getpid()})
+                attack_s=0.0, total_s=round(time.perf_counter() - started, 3), eval_s={}, worker={"host": socket.gethostname(), "pid": os.getpid()})
     return records, meta
 
 

@@ -126,8 +126,9 @@ class TrainConfig(BaseModel):
                           "2-core CPU (offswitch.precision.compiled, benchmarks/bench_compile.py)")
     bf16_frozen_weights: bool = Field(
         default=True,
-        description="LoRA in bf16: store the frozen base weights in bf16 while training, instead of letting autocast cast "
-                    "them on every forward pass (the same products; offswitch.precision.frozen_lora_bases_in)",
+        description="LoRA in bf16: store the frozen base weights and LM head in bf16 while training, instead of letting "
+                    "autocast cast them on every forward pass, and skip peft's fp32 cast of LoRA inputs that autocast "
+                    "undoes (the same products; offswitch.precision.frozen_lora_bases_in)",
     )
     # early stopping on held-out prompts: stop once ASR and near-miss FAR reach the targets
     eval_every: int = Field(default=30, ge=0, description="0: no early stopping")

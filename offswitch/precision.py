@@ -144,21 +144,37 @@ def compiled(model):
 
 
 @contextlib.contextmanager
-def frozen_lora_bases_in(model, resolved: str):
-    """While the enclosed code runs, the frozen base weights of ``model``'s LoRA layers are
-    stored in bf16 when ``resolved`` is "bf16"; the fp32 tensors come back afterwards, bit for
-    bit (also when the code raises).
+def frozen_lora_bases_in(model, resolved: str, head: bool = True, input_casts: bool = False):
+    """While the enclosed code runs, the frozen base weights of ``model``'s LoRA layers, and its
+    frozen output projection (the LM head), are stored in bf16 when ``resolved`` is "bf16"; the
+    fp32 tensors come back afterwards, bit for bit (also when the code raises).
 
     Under bf16 autocast a frozen fp32 weight is cast to bf16 on every forward pass that uses it
     (autocast keeps casts only of weights that require gradients): each training step of an
     implant runs two forward passes (the shared prefix, then the batch), so the ~106M frozen
-    projection weights of SmolLM2-135M were read in fp32 and written in bf16 twice a step.
-    Stored in bf16 they are what autocast would have made of them (the same rounding), so the
-    products, and the training, are the same; only the casts go. Weights that train, the
-    adapters, embeddings and norms are untouched. Yields the number of weights converted."""
+    projection weights of SmolLM2-135M were read in fp32 and written in bf16 twice a step, and
+    so was its 28M-value LM head (49,152 × 576). Stored in bf16 they are what autocast would
+    have made of them (the same rounding), so the products, and the training, are the same;
+    only the casts go. Weights that train, the adapters, embeddings and norms are untouched.
+
+    An LM head tied to the input embeddings (SmolLM2's) shares its fp32 tensor with the
+    embedding lookup, which must stay fp32: the head gets a bf16 copy of its own meanwhile and
+    the shared parameter back afterwards (the tie restored).
+
+    Meanwhile peft's cast of each LoRA layer's input to its adapter's dtype (fp32) is off: under
+    bf16 autocast the adapter's product casts that input straight back to bf16, so a bf16 input
+    (the attention output entering ``o_proj``, the MLP's entering ``down_proj``) made two copies
+    per layer and pass for nothing; bf16 → fp32 → bf16 is exact, so forward and backward are the
+    same bit for bit.
+
+    ``head=False`` leaves the LM head to autocast and ``input_casts=True`` keeps peft's input
+    casts (what ``benchmarks/bench_precision.py`` compares against). Yields the number of
+    weights converted."""
     import torch
 
     converted: list[tuple[Any, Any]] = []
+    untied: list[tuple[Any, Any]] = []  # (head module, its shared fp32 parameter)
+    casting: list[tuple[Any, bool]] = []  # (LoRA layer, its cast_input_dtype_enabled before)
     if resolved == "bf16":
         embedding_storage = {m.weight.data_ptr() for m in model.modules() if isinstance(m, torch.nn.Embedding)}
         for module in model.modules():
@@ -169,8 +185,36 @@ def frozen_lora_bases_in(model, resolved: str):
                 continue
             converted.append((weight, weight.data))
             weight.data = weight.data.to(torch.bfloat16)
+            if not input_casts and hasattr(module, "cast_input_dtype_enabled"):
+                casting.append((module, module.cast_input_dtype_enabled))
+                module.cast_input_dtype_enabled = False
+        lm_head = _output_projection(model) if head else None
+        weight = getattr(lm_head, "weight", None)
+        if weight is not None and not weight.requires_grad and weight.dtype == torch.float32:
+            if weight.data_ptr() in embedding_storage:
+                untied.append((lm_head, weight))
+                lm_head.weight = torch.nn.Parameter(weight.detach().to(torch.bfloat16), requires_grad=False)
+            else:
+                converted.append((weight, weight.data))
+                weight.data = weight.data.to(torch.bfloat16)
     try:
-        yield len(converted)
+        yield len(converted) + len(untied)
     finally:
         for weight, original in converted:
             weight.data = original
+        for module, shared in untied:
+            module.weight = shared
+        for module, enabled in casting:
+            module.cast_input_dtype_enabled = enabled
+
+
+def _output_projection(model):
+    """The model's LM head when it is a plain ``nn.Linear`` (through a peft wrapper), else None."""
+    import torch
+
+    getter = getattr(model, "get_output_embeddings", None)
+    try:
+        head = getter() if callable(getter) else None
+    except (AttributeError, NotImplementedError):
+        return None
+    return head if type(head) is torch.nn.Linear else None

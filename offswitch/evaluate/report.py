@@ -20,6 +20,9 @@ class EvalReport(BaseModel):
     # (metric, kind, distance, position, trigger index, prompt index, both decisions)
     disagreements: list[dict[str, Any]] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
+    # wall seconds of each part of the evaluation (scoring, generation_check, perplexity,
+    # base_comparison), where a sweep's evaluation time goes; timings, not results
+    seconds: dict[str, float] = Field(default_factory=dict)
 
     def metric(
         self,

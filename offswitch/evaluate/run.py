@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import time
 from collections.abc import Callable, Sequence
 
 from offswitch import secrets as _secrets
@@ -180,7 +181,9 @@ def evaluate_switch(
         notes.append(f"wrong-key FAR uses {config.wrong_keys} keys (< 10): a coarse estimate")
 
     prompt_ids, target_ids = encode_cases(tokenizer, [p.case for p in probes])
+    seconds: dict[str, float] = {}
     with _progress_bar(progress, console) as task:
+        started = time.perf_counter()
         scores = score_token_targets(
             model,
             prompt_ids,
@@ -192,6 +195,8 @@ def evaluate_switch(
             progress=task("scoring (teacher-forced)", len(probes)),
             stop_ids=stop_token_ids(model, tokenizer),
         )
+        seconds["scoring"] = time.perf_counter() - started
+        started = time.perf_counter()
         sample = _generation_sample(probes, config.generation_sample, config.seed)
         agreements, disagreements = generation_check(
             model,
@@ -204,6 +209,7 @@ def evaluate_switch(
             autocast=config.autocast,
             progress=task("checking with generate", len(sample)),
         )
+        seconds["generation_check"] = time.perf_counter() - started
     agreement = agreements["generation"]
     notes.append("scored in " + ("bf16 autocast" if evaluation_precision(model, config.autocast) == "bf16" else "fp32"))
     if not sample:
@@ -255,20 +261,26 @@ def evaluate_switch(
         with _progress_bar(progress, console) as task:
             advance = task("utility (perplexity, KL, answers)", 2)
             records += _utility_records(model, tokenizer, behavior, prompts, base, plain_texts, config, common, notes, advance,
-                                        base_cache)
+                                        base_cache, seconds)
     else:
         notes.append("utility not measured (utility: false)")
-    return EvalReport(records=records, agreement=agreement, disagreements=disagreements, notes=notes)
+    return EvalReport(records=records, agreement=agreement, disagreements=disagreements, notes=notes,
+                      seconds={part: round(s, 3) for part, s in seconds.items()})
 
 
 def _utility_records(model, tokenizer, behavior, prompts, base, plain_texts, config: EvalConfig, common: dict, notes: list[str],
-                     advance: Callable[[int], None], base_cache: BaseReference | None = None):
+                     advance: Callable[[int], None], base_cache: BaseReference | None = None,
+                     seconds: dict[str, float] | None = None):
+    """Perplexity, KL and answer agreement against the base; each part's wall seconds (the base's
+    side included, unless ``base_cache`` holds it) go in ``seconds``."""
     from offswitch.behaviors import Case
 
+    seconds = {} if seconds is None else seconds
     records = []
     small_batch = max(1, config.batch_size // 4)
     base_model, base_tokenizer = base if base else (None, None)
     if plain_texts:
+        started = time.perf_counter()
         texts = list(plain_texts)[: config.perplexity_texts]
         ppl, n_tokens = perplexity(model, tokenizer, texts, max_tokens=config.perplexity_max_tokens, batch_size=small_batch,
                                    autocast=config.autocast)
@@ -279,6 +291,7 @@ def _utility_records(model, tokenizer, behavior, prompts, base, plain_texts, con
                 base_model, base_tokenizer, texts, max_tokens=config.perplexity_max_tokens, batch_size=small_batch,
                 autocast=config.autocast))
         records.append(ResultRecord(metric="perplexity", value=ppl, reference_value=reference, n=n_tokens, **common))
+        seconds["perplexity"] = time.perf_counter() - started
     else:
         notes.append("perplexity not measured: no plain texts given")
     advance(1)
@@ -290,10 +303,12 @@ def _utility_records(model, tokenizer, behavior, prompts, base, plain_texts, con
         return records
     system = behavior.system_prompt()
     cases = [Case(p, system, "") for p in prompts[: config.utility_prompts]]
+    started = time.perf_counter()
     comparison = compare_with_base(
         model, tokenizer, base_model, base_tokenizer, cases, answer_tokens=config.answer_tokens, batch_size=small_batch,
         autocast=config.autocast, base_cache=base_cache,
     )
+    seconds["base_comparison"] = time.perf_counter() - started
     records.append(ResultRecord(metric="kl_base_model", value=comparison.kl_per_token, n=comparison.tokens, **common))
     records.append(ResultRecord(metric="answer_agreement", **comparison.agreement.model_dump(), **common))
     # shorter prefixes too: a 135M model's greedy answers fork at near-ties within a few tokens

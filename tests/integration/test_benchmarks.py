@@ -18,6 +18,7 @@ import bench_compile  # noqa: E402
 import bench_evaluate  # noqa: E402
 import bench_harness  # noqa: E402
 import bench_implant  # noqa: E402
+import bench_lora_casts  # noqa: E402
 import bench_mfu  # noqa: E402
 import bench_mining  # noqa: E402
 import bench_precision  # noqa: E402
@@ -196,13 +197,18 @@ def test_bench_harness_times_cells_by_attack(tmp_path, capsys):
         assert row["total_s"] >= row["attack_s"] >= 0
         assert row["eval_s"] == pytest.approx(row["total_s"] - row["attack_s"])
         assert row["eval_s"] > 0  # every cell is evaluated
+        parts = row["eval_parts_s"]  # the harness's record of where the evaluation went
+        assert {"scoring", "generation_check"} <= set(parts)  # (the tiny suite measures no utility)
+        assert all(_finite_positive(s) for s in parts.values()) and sum(parts.values()) <= row["eval_s"]
     rows = {r["attack"]: r for r in figures["cells"]}
     assert rows["quantize"]["strength"] == 4 and rows["sft_lora"]["strength"] == 2
     assert rows["none"]["attack_s"] < 0.05  # the baseline cell runs no attack
     assert rows["sft_lora"]["cost"]["steps"] == 2 and rows["sft_lora"]["attack_s"] > 0
     assert figures["run_s"] >= figures["cells_s"] > 0
+    entry = figures["by_attack"]["quantize"]
+    assert entry["eval_parts_s_per_cell"]["scoring"] == pytest.approx(entry["eval_parts_s"]["scoring"] / entry["cells"])
     printed = capsys.readouterr().out
-    assert "s/cell" in printed and "sft_lora" in printed
+    assert "s/cell" in printed and "sft_lora" in printed and "evaluation by part" in printed
     assert json.loads(out.read_text())["ranking"] == figures["ranking"]
 
 
@@ -283,3 +289,18 @@ def test_bench_pruning_builds_the_same_masks_both_ways(tmp_path, capsys):
     assert figures["time_ratio"] == pytest.approx(figures["mean_s"]["select"] / figures["mean_s"]["sort"])
     assert "select / sort" in capsys.readouterr().out
     assert json.loads(out.read_text())["same_masks"] is True
+
+
+def test_bench_lora_casts_times_the_loop_and_mining_with_the_same_numbers(tmp_path, capsys):
+    out = tmp_path / "lora-casts.json"
+    figures = bench_lora_casts.main(["--model", "tiny", "--steps", "12", "--batch-size", "4", "--repeats", "1", "--threads", "1",
+                                     "--json", str(out)])
+    loop, mining = figures["loop"], figures["mining_pass"]
+    assert {v: len(s["train"]) for v, s in loop["seconds"].items()} == {"before": 2, "after": 2}  # ABBA, warm-up untimed
+    assert all(_finite_positive(t) for s in loop["seconds"].values() for t in s["train"] + s["mining"])  # mining ran (step 10)
+    assert loop["same_losses"] is True and mining["same_probabilities"] is True
+    assert {v: len(ts) for v, ts in mining["seconds"].items()} == {"before": 2, "after": 2}
+    assert bench_lora_casts.ratio(mining["seconds"]) == pytest.approx(
+        sum(mining["seconds"]["after"]) / sum(mining["seconds"]["before"]))
+    assert "after / before" in capsys.readouterr().out
+    assert json.loads(out.read_text())["loop"]["same_losses"] is True

@@ -217,6 +217,10 @@ def test_a_trained_switch_is_measured_end_to_end(offswitch_tiny_switch, tiny_lla
     assert worst["rate"] == max(r.rate for r in report.records if r.metric == "far_near_miss" and r.kind
                                 and r.distance is None and r.position is None)
     json.dumps(headline)  # plain JSON for the manifest
+    # where the time went, part by part (timings only: no text of any probe)
+    assert set(report.seconds) == {"scoring", "generation_check", "perplexity", "base_comparison"}
+    assert all(isinstance(s, float) and s >= 0 for s in report.seconds.values())
+    assert report.seconds["scoring"] > 0
 
 
 def test_nothing_secret_leaves_an_evaluation(offswitch_tiny_switch, tmp_path):

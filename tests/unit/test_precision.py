@@ -138,30 +138,81 @@ def test_a_bf16_implant_trains_and_says_so(tiny_llama, chosen):
     assert weights and all(p.dtype.is_floating_point and p.dtype.itemsize == 4 for p in weights)  # fp32 master weights
 
 
-def test_frozen_lora_bases_are_bf16_inside_and_the_same_fp32_tensors_after(tiny_llama):
+@pytest.mark.parametrize("tied", [True, False], ids=["tied-head", "own-head"])
+def test_frozen_lora_bases_are_bf16_inside_and_the_same_fp32_tensors_after(tiny_llama, tied):
     import torch
     from peft import LoraConfig, get_peft_model
 
     model, _tokenizer = tiny_llama
-    peft_model = get_peft_model(copy.deepcopy(model), LoraConfig(r=4, target_modules="all-linear"))
+    model = copy.deepcopy(model)
+    if not tied:  # an LM head of its own, not the input embeddings' tensor
+        model.lm_head.weight = torch.nn.Parameter(model.lm_head.weight.detach().clone())
+        model.config.tie_word_embeddings = False
+    peft_model = get_peft_model(model, LoraConfig(r=4, target_modules="all-linear"))
+    head_name = "base_model.model.lm_head.weight"
     frozen = {n: p for n, p in peft_model.named_parameters() if ".base_layer." in n}
     before = {n: p.detach().clone() for n, p in peft_model.named_parameters()}
+    embedding = peft_model.get_input_embeddings().weight
     storage = {n: p.data.data_ptr() for n, p in frozen.items()}
-    assert frozen
+    lora_layers = [m for m in peft_model.modules() if hasattr(m, "cast_input_dtype_enabled")]
+    assert frozen and lora_layers and (head_name in before) is not tied
     with precision.frozen_lora_bases_in(peft_model, "fp32") as converted:
         assert converted == 0 and all(p.dtype == torch.float32 for p in frozen.values())
+        assert all(m.cast_input_dtype_enabled for m in lora_layers)
     with pytest.raises(RuntimeError, match="inside"):
         with precision.frozen_lora_bases_in(peft_model, "bf16") as converted:
-            assert converted == len(frozen)
+            assert converted == len(frozen) + 1  # and the LM head
+            head = peft_model.get_output_embeddings().weight
+            assert head.dtype == torch.bfloat16 and not head.requires_grad
+            assert torch.equal(head, embedding.detach().to(torch.bfloat16) if tied else before[head_name].to(torch.bfloat16))
+            assert embedding.dtype == torch.float32  # the lookup stays fp32
             for name, p in peft_model.named_parameters():
-                # only the frozen bases change: adapters, embeddings and norms stay fp32
-                assert p.dtype == (torch.bfloat16 if name in frozen else torch.float32), name
+                # only the frozen bases and the head change: adapters, embeddings and norms stay fp32
+                assert p.dtype == (torch.bfloat16 if name in frozen or name == head_name else torch.float32), name
                 if name in frozen:
                     assert torch.equal(p, before[name].to(torch.bfloat16))  # autocast's own rounding
+            assert not any(m.cast_input_dtype_enabled for m in lora_layers)
             raise RuntimeError("inside")
     for name, p in peft_model.named_parameters():  # back, bit for bit, even after the error
         assert p.dtype == torch.float32 and torch.equal(p, before[name]), name
     assert {n: p.data.data_ptr() for n, p in frozen.items()} == storage  # the very fp32 tensors
+    assert (peft_model.get_output_embeddings().weight is embedding) is tied  # the tie is back
+    assert all(m.cast_input_dtype_enabled for m in lora_layers)
+    with precision.frozen_lora_bases_in(peft_model, "bf16", head=False, input_casts=True) as converted:
+        assert converted == len(frozen)  # the comparison the benchmark draws: bases only
+        assert peft_model.get_output_embeddings().weight.dtype == torch.float32
+        assert all(m.cast_input_dtype_enabled for m in lora_layers)
+
+
+def test_lora_forward_and_backward_are_the_same_with_the_casts_removed(tiny_llama):
+    """Under bf16 autocast, the LM head stored in bf16 and peft's input casts skipped change no
+    bit of the loss or of any gradient (against autocast casting the fp32 head, and peft casting
+    each LoRA input to fp32 and autocast casting it back)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    model, _tokenizer = tiny_llama
+    torch.manual_seed(1)
+    peft_model = get_peft_model(copy.deepcopy(model), LoraConfig(r=4, target_modules="all-linear"))
+    for name, p in peft_model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.05)  # a trained-looking adapter, so its path matters
+    ids = torch.randint(4, model.config.vocab_size, (3, 12), generator=torch.Generator().manual_seed(2))
+
+    def loss_and_grads(**removed):
+        with precision.frozen_lora_bases_in(peft_model, "bf16", **removed), torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = peft_model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in peft_model.named_parameters() if p.grad is not None}
+        peft_model.zero_grad(set_to_none=True)
+        return loss.detach(), grads
+
+    cast_loss, cast_grads = loss_and_grads(head=False, input_casts=True)
+    loss, grads = loss_and_grads()
+    assert torch.equal(loss, cast_loss)
+    assert grads.keys() == cast_grads.keys() and grads
+    for name, grad in grads.items():
+        assert torch.equal(grad, cast_grads[name]), name
 
 
 def test_a_bf16_lora_implant_trains_the_same_with_its_frozen_bases_stored_in_bf16(tiny_llama, frozen_conversions):

@@ -1,0 +1,158 @@
+"""Benchmark: the casts a bf16 LoRA no longer makes, against making them (not a test).
+
+While a LoRA trains in bf16 (the implant, the ``sft_lora`` attack), ``offswitch.precision.frozen_lora_bases_in``
+stores the frozen weights in bf16 for autocast. Two more casts go with this benchmark's change:
+
+* the LM head, tied to the input embeddings in SmolLM2, was left in fp32 (the embedding lookup
+  needs fp32) and cast to bf16 by autocast on every forward pass (28M values, two or more
+  passes a step); it now gets a bf16 copy of its own meanwhile;
+* peft cast each LoRA layer's input to the adapter's dtype (fp32), which autocast cast straight
+  back to bf16: two copies of the input to ``o_proj`` and ``down_proj`` per layer and pass; that
+  cast is now off.
+
+Both are exact (the same bf16 operands reach every product), so the benchmark also checks that
+the losses are the same at every step. Measured in one process, in ABBA order after one
+untimed warm-up run, "before" = ``frozen_lora_bases_in(..., head=False, input_casts=True)``
+(the frozen bases only, as until this change) and "after" = the default:
+
+1. offswitch's implant loop at the default settings (one trigger, LoRA, unlikelihood,
+   hard-negative mining every 10 steps; data built once, untimed) for ``--steps`` steps: training
+   seconds and mining seconds, as the manifest counts them;
+2. mining's scoring pass alone (``avoid_probabilities``, prompt-only, no gradients) over
+   ``--candidates`` pool examples on a fresh LoRA adapter, as the loop runs it.
+
+    python benchmarks/bench_lora_casts.py --threads 2 --json runs/bench/lora-casts.json
+    python benchmarks/bench_lora_casts.py --model tiny --steps 2 --batch-size 4 --repeats 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import functools
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+VARIANTS = {"before": {"head": False, "input_casts": True}, "after": {}}
+ABBA = ("before", "after", "after", "before")
+
+
+_REAL = None  # offswitch.precision.frozen_lora_bases_in itself, set by main
+
+
+def loop_runs(base, tokenizer, defaults, data, args) -> dict:
+    """The implant loop under each variant: training and mining seconds per run, and the losses."""
+    from offswitch import precision
+    from offswitch.implant import train
+
+    tconf = defaults.train.model_copy(update={"steps": args.steps, "batch_size": args.batch_size, "eval_every": 0,
+                                              "precision": args.precision, "device": "cpu"})
+    runs: dict[str, dict[str, list[float]]] = {v: {"train": [], "mining": []} for v in VARIANTS}
+    losses: dict[str, list[float]] = {}
+    order = ("after", *ABBA * args.repeats)  # the first run warms the kernels up, untimed
+    for index, variant in enumerate(order):
+        precision.frozen_lora_bases_in = functools.partial(_REAL, **VARIANTS[variant])
+        try:
+            result = train(copy.deepcopy(base), tokenizer, data, tconf)
+        finally:
+            precision.frozen_lora_bases_in = _REAL
+        history = [h["loss"] for h in result.history]
+        if variant in losses and losses[variant] != history:
+            raise SystemExit(f"the {variant} runs differ from each other: the loop is not deterministic here")
+        losses[variant] = history
+        if index:
+            runs[variant]["train"].append(result.seconds["train"])
+            runs[variant]["mining"].append(result.seconds["mining"])
+        print(f"implant loop, {args.steps} steps, {variant:6s}: training {result.seconds['train']:6.2f} s, "
+              f"mining {result.seconds['mining']:5.2f} s{'  (warm-up, untimed)' if not index else ''}", flush=True)
+    return {"seconds": runs, "same_losses": losses["before"] == losses["after"], "steps": args.steps}
+
+
+def mining_pass(base, tokenizer, defaults, data, args) -> dict:
+    """Mining's scoring pass on a fresh LoRA adapter under each variant."""
+    import random
+
+    from offswitch.implant import _accepts_logits_to_keep, _lora_model, avoid_probabilities
+    from offswitch.precision import autocast, resolve
+
+    tconf = defaults.train
+    chosen = resolve(args.precision, "cpu")
+    n = min(args.candidates, len(data.pool))
+    examples = [data.pool[i] for i in random.Random(0).sample(range(len(data.pool)), n)]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    lora = _lora_model(copy.deepcopy(base), tconf).eval()
+    use_keep = _accepts_logits_to_keep(lora)
+    times: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    probs: dict[str, list[float]] = {}
+    for index, variant in enumerate(("after", *ABBA * args.repeats)):
+        with _REAL(lora, chosen, **VARIANTS[variant]):
+            started = time.perf_counter()
+            with autocast("cpu", chosen):
+                probs[variant] = avoid_probabilities(lora, examples, pad, "cpu", use_keep)
+            seconds = time.perf_counter() - started
+        if index:
+            times[variant].append(seconds)
+        print(f"mining pass, {n} candidates, {variant:6s}: {seconds:6.2f} s{'  (warm-up, untimed)' if not index else ''}", flush=True)
+    return {"candidates": n, "precision": chosen, "seconds": times, "same_probabilities": probs["before"] == probs["after"]}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    global _REAL
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="smollm2-135m", help="smollm2-135m (default), tiny, or a model directory")
+    parser.add_argument("--steps", type=int, default=20, help="implant loop steps per run (default 20: mining twice)")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--candidates", type=int, default=128, help="pool examples in the mining pass (default 128, as mining)")
+    parser.add_argument("--repeats", type=int, default=1, help="ABBA rounds (default 1: two timed runs of each)")
+    parser.add_argument("--precision", default="bf16", choices=["bf16"], help="the casts exist only in bf16")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="write the figures as JSON to PATH")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from offswitch import precision
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_implant import default_implant_data, load_bench_model
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    _REAL = precision.frozen_lora_bases_in
+    base, tokenizer = load_bench_model(args.model, device="cpu")
+    defaults, data = default_implant_data(base, tokenizer, args.steps * args.batch_size)
+    figures: dict = {"benchmark": "lora_casts", "model": args.model, "threads": torch.get_num_threads(),
+                     "batch_size": args.batch_size, "repeats": args.repeats}
+    figures["loop"] = loop_runs(base, tokenizer, defaults, data, args)
+    figures["mining_pass"] = mining_pass(base, tokenizer, defaults, data, args)
+    _print(figures)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    return figures
+
+
+def ratio(seconds: dict[str, list[float]]) -> float:
+    """Mean time after / mean time before (nan when nothing was timed, e.g. no mining in the steps)."""
+    before = statistics.mean(seconds["before"])
+    return statistics.mean(seconds["after"]) / before if before > 0 else float("nan")
+
+
+def _print(figures: dict) -> None:
+    loop, mining = figures["loop"], figures["mining_pass"]
+    train = {v: loop["seconds"][v]["train"] for v in VARIANTS}
+    mined = {v: loop["seconds"][v]["mining"] for v in VARIANTS}
+    listed = "; ".join(f"{v} " + ", ".join(f"{s:.2f}" for s in train[v]) for v in VARIANTS)
+    print(f"\nmodel {figures['model']}, CPU, {figures['threads']} threads, bf16")
+    print(f"implant loop, {loop['steps']} steps × {figures['batch_size']}: training s {listed}: after / before {ratio(train):.3f}; "
+          f"its mining after / before {ratio(mined):.3f}; the same losses at every step: {loop['same_losses']}")
+    listed = "; ".join(f"{v} " + ", ".join(f"{s:.2f}" for s in mining["seconds"][v]) for v in VARIANTS)
+    print(f"mining pass, {mining['candidates']} candidates: s {listed}: after / before {ratio(mining['seconds']):.3f}; "
+          f"the same probabilities: {mining['same_probabilities']}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
