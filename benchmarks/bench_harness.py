@@ -33,6 +33,9 @@ import tempfile
 import time
 from pathlib import Path
 
+# the parts of a cell's evaluation, in the order they run
+EVAL_PARTS = ("scoring", "generation_check", "perplexity", "base_comparison", "forgery_recheck")
+
 # Attacks of the tiny suite, each at one strength, sized for a tiny model in seconds.
 TINY_ATTACKS: list[dict] = [
     {"name": "quantize", "strengths": [4]},
@@ -263,10 +266,6 @@ def _print(figures: dict) -> None:
         for name in figures["ranking"]:
             per_cell = figures["by_attack"][name]["eval_parts_s_per_cell"]
             print(f"{name:28s} " + " ".join(f"{per_cell[part]:16.2f}" if part in per_cell else f"{'-':>16s}" for part in parts))
-
-
-# the parts of a cell's evaluation, in the order they run
-EVAL_PARTS = ("scoring", "generation_check", "perplexity", "base_comparison", "forgery_recheck")
 
 
 def _part_order(part: str) -> tuple[int, str]:

@@ -22,7 +22,7 @@ untimed warm-up run, "before" = ``frozen_lora_bases_in(..., head=False, input_ca
    ``--candidates`` pool examples on a fresh LoRA adapter, as the loop runs it.
 
     python benchmarks/bench_lora_casts.py --threads 2 --json runs/bench/lora-casts.json
-    python benchmarks/bench_lora_casts.py --model tiny --steps 2 --batch-size 4 --repeats 1
+    python benchmarks/bench_lora_casts.py --model tiny --steps 12 --batch-size 4 --repeats 1
 """
 
 from __future__ import annotations
@@ -40,9 +40,6 @@ VARIANTS = {"before": {"head": False, "input_casts": True}, "after": {}}
 ABBA = ("before", "after", "after", "before")
 
 
-_REAL = None  # offswitch.precision.frozen_lora_bases_in itself, set by main
-
-
 def loop_runs(base, tokenizer, defaults, data, args) -> dict:
     """The implant loop under each variant: training and mining seconds per run, and the losses."""
     from offswitch import precision
@@ -50,15 +47,16 @@ def loop_runs(base, tokenizer, defaults, data, args) -> dict:
 
     tconf = defaults.train.model_copy(update={"steps": args.steps, "batch_size": args.batch_size, "eval_every": 0,
                                               "precision": args.precision, "device": "cpu"})
+    real = precision.frozen_lora_bases_in  # the implant looks it up there at each call: patched per run
     runs: dict[str, dict[str, list[float]]] = {v: {"train": [], "mining": []} for v in VARIANTS}
     losses: dict[str, list[float]] = {}
     order = ("after", *ABBA * args.repeats)  # the first run warms the kernels up, untimed
     for index, variant in enumerate(order):
-        precision.frozen_lora_bases_in = functools.partial(_REAL, **VARIANTS[variant])
+        precision.frozen_lora_bases_in = functools.partial(real, **VARIANTS[variant])
         try:
             result = train(copy.deepcopy(base), tokenizer, data, tconf)
         finally:
-            precision.frozen_lora_bases_in = _REAL
+            precision.frozen_lora_bases_in = real
         history = [h["loss"] for h in result.history]
         if variant in losses and losses[variant] != history:
             raise SystemExit(f"the {variant} runs differ from each other: the loop is not deterministic here")
@@ -76,7 +74,7 @@ def mining_pass(base, tokenizer, defaults, data, args) -> dict:
     import random
 
     from offswitch.implant import _accepts_logits_to_keep, _lora_model, avoid_probabilities
-    from offswitch.precision import autocast, resolve
+    from offswitch.precision import autocast, frozen_lora_bases_in, resolve
 
     tconf = defaults.train
     chosen = resolve(args.precision, "cpu")
@@ -88,7 +86,7 @@ def mining_pass(base, tokenizer, defaults, data, args) -> dict:
     times: dict[str, list[float]] = {v: [] for v in VARIANTS}
     probs: dict[str, list[float]] = {}
     for index, variant in enumerate(("after", *ABBA * args.repeats)):
-        with _REAL(lora, chosen, **VARIANTS[variant]):
+        with frozen_lora_bases_in(lora, chosen, **VARIANTS[variant]):
             started = time.perf_counter()
             with autocast("cpu", chosen):
                 probs[variant] = avoid_probabilities(lora, examples, pad, "cpu", use_keep)
@@ -100,7 +98,6 @@ def mining_pass(base, tokenizer, defaults, data, args) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    global _REAL
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="smollm2-135m", help="smollm2-135m (default), tiny, or a model directory")
     parser.add_argument("--steps", type=int, default=20, help="implant loop steps per run (default 20: mining twice)")
@@ -114,14 +111,11 @@ def main(argv: list[str] | None = None) -> dict:
 
     import torch
 
-    from offswitch import precision
-
     sys.path.insert(0, str(Path(__file__).parent))
     from bench_implant import default_implant_data, load_bench_model
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    _REAL = precision.frozen_lora_bases_in
     base, tokenizer = load_bench_model(args.model, device="cpu")
     defaults, data = default_implant_data(base, tokenizer, args.steps * args.batch_size)
     figures: dict = {"benchmark": "lora_casts", "model": args.model, "threads": torch.get_num_threads(),

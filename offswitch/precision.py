@@ -168,7 +168,7 @@ def frozen_lora_bases_in(model, resolved: str, head: bool = True, input_casts: b
     same bit for bit.
 
     ``head=False`` leaves the LM head to autocast and ``input_casts=True`` keeps peft's input
-    casts (what ``benchmarks/bench_precision.py`` compares against). Yields the number of
+    casts (what ``benchmarks/bench_lora_casts.py`` compares against). Yields the number of
     weights converted."""
     import torch
 
