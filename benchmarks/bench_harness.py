@@ -20,6 +20,7 @@ evaluation settings of any suite file, ``--attacks name=strength,...`` picks att
     OMP_NUM_THREADS=1 python benchmarks/bench_harness.py --threads 1                  # tiny implant
     python benchmarks/bench_harness.py --implant runs/smoke-implant --key keys/smoke.key \\
         --suite experiments/smoke.yaml --json runs/bench/harness.json
+    python benchmarks/bench_harness.py --from-run runs/smoke    # run nothing: a finished harness run's cells
 """
 
 from __future__ import annotations
@@ -103,6 +104,73 @@ def _tiny_implant(root: Path, steps: int) -> tuple[Path, object]:
     return implant, derive_manifest_triggers(master, read_manifest(implant)), pairs
 
 
+def _row(meta: dict) -> dict:
+    """One cell's timings from what the harness recorded for it (``cells/<id>.json``)."""
+    cell = meta["cell"]
+    total = float(meta["total_s"])
+    attack = float(meta["attack_s"])
+    return {
+        "cell": cell["id"],
+        "attack": cell["variant"],
+        "strength": cell["strength"],
+        "seed": cell["seed"],
+        "total_s": total,
+        "attack_s": attack,
+        "eval_s": max(total - attack, 0.0),
+        "eval_parts_s": meta.get("eval_s") or {},
+        "cost": meta.get("cost") or {},
+        "input_filter": meta.get("filter_cost") is not None,
+    }
+
+
+def _by_attack(rows: list[dict]) -> tuple[dict, list[str]]:
+    """Seconds summed and per cell by attack, and the attacks slowest per cell first."""
+    by_attack: dict[str, dict] = {}
+    for row in rows:
+        entry = by_attack.setdefault(row["attack"], {"cells": 0, "total_s": 0.0, "attack_s": 0.0, "eval_s": 0.0,
+                                                     "eval_parts_s": {}, "strengths": [], "input_filter": row["input_filter"]})
+        entry["cells"] += 1
+        for key in ("total_s", "attack_s", "eval_s"):
+            entry[key] += row[key]
+        for part, seconds in row["eval_parts_s"].items():
+            entry["eval_parts_s"][part] = entry["eval_parts_s"].get(part, 0.0) + seconds
+        entry["strengths"].append(row["strength"])
+    for entry in by_attack.values():
+        for key in ("total_s", "attack_s", "eval_s"):
+            entry[f"{key}_per_cell"] = entry[key] / entry["cells"]
+        entry["eval_parts_s_per_cell"] = {part: s / entry["cells"] for part, s in entry["eval_parts_s"].items()}
+    ranking = sorted(by_attack, key=lambda a: by_attack[a]["total_s_per_cell"], reverse=True)
+    return {a: by_attack[a] for a in ranking}, ranking
+
+
+def from_run(run_dir: Path) -> dict:
+    """The same figures from a finished (or interrupted) harness run, read back without running
+    anything: every cell with a ``cells/<id>.json``, timed when it ran (a no-op cell that reused
+    the baseline's records took no evaluation)."""
+    from offswitch.harness import CELLS_DIR
+
+    metas = sorted((run_dir / CELLS_DIR).glob("*.json"))
+    if not metas:
+        raise SystemExit(f"--from-run {run_dir}: no finished cells (expected {run_dir / CELLS_DIR}/<cell id>.json)")
+    rows = [_row(json.loads(path.read_text(encoding="utf-8"))) for path in metas]
+    by_attack, ranking = _by_attack(rows)
+    cells_s = sum(r["total_s"] for r in rows)
+    return {
+        "benchmark": "harness",
+        "implant": "from the run's cells",
+        "suite": f"finished run {run_dir}",
+        "device": "as it ran",
+        "cells": rows,
+        "by_attack": by_attack,
+        "ranking": ranking,
+        "ran": len(rows),
+        "implant_setup_s": None,
+        "run_s": None,
+        "cells_s": cells_s,
+        "outside_cells_s": None,
+    }
+
+
 def _real_triggers(suite, key: Path, passphrase_file: Path | None) -> dict:
     from offswitch.cli.attack import _derive_suite_triggers  # the harness command's own derivation
 
@@ -127,7 +195,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None)
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="write the results as JSON to PATH")
+    parser.add_argument("--from-run", type=Path, default=None, metavar="DIR",
+                        help="run nothing: summarise the cells a finished harness run recorded (e.g. runs/smoke)")
     args = parser.parse_args(argv)
+    if args.from_run is not None:
+        figures = from_run(args.from_run)
+        _print(figures)
+        _write_json(figures, args.json)
+        return figures
 
     import torch
     from rich.console import Console
@@ -181,39 +256,8 @@ def main(argv: list[str] | None = None) -> dict:
         summary = run_suite(suite, triggers, out, cells=cells, console=Console(stderr=True, highlight=False))
         run_s = time.perf_counter() - started
 
-        rows = []
-        for cell in cells:
-            meta_path = out / CELLS_DIR / f"{cell.id}.json"
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-            total = float(meta["total_s"])
-            attack = float(meta["attack_s"])
-            rows.append({
-                "cell": cell.id,
-                "attack": cell.variant,
-                "strength": cell.strength,
-                "seed": cell.seed,
-                "total_s": total,
-                "attack_s": attack,
-                "eval_s": max(total - attack, 0.0),
-                "eval_parts_s": meta.get("eval_s") or {},
-                "cost": meta.get("cost") or {},
-                "input_filter": meta.get("filter_cost") is not None,
-            })
-        by_attack: dict[str, dict] = {}
-        for row in rows:
-            entry = by_attack.setdefault(row["attack"], {"cells": 0, "total_s": 0.0, "attack_s": 0.0, "eval_s": 0.0,
-                                                         "eval_parts_s": {}, "strengths": [], "input_filter": row["input_filter"]})
-            entry["cells"] += 1
-            for key in ("total_s", "attack_s", "eval_s"):
-                entry[key] += row[key]
-            for part, seconds in row["eval_parts_s"].items():
-                entry["eval_parts_s"][part] = entry["eval_parts_s"].get(part, 0.0) + seconds
-            entry["strengths"].append(row["strength"])
-        for entry in by_attack.values():
-            for key in ("total_s", "attack_s", "eval_s"):
-                entry[f"{key}_per_cell"] = entry[key] / entry["cells"]
-            entry["eval_parts_s_per_cell"] = {part: s / entry["cells"] for part, s in entry["eval_parts_s"].items()}
-        ranking = sorted(by_attack, key=lambda a: by_attack[a]["total_s_per_cell"], reverse=True)
+        rows = [_row(json.loads((out / CELLS_DIR / f"{cell.id}.json").read_text(encoding="utf-8"))) for cell in cells]
+        by_attack, ranking = _by_attack(rows)
         cells_s = sum(r["total_s"] for r in rows)
         figures = {
             "benchmark": "harness",
@@ -221,7 +265,7 @@ def main(argv: list[str] | None = None) -> dict:
             "suite": str(suite_file) if suite_file else "built-in tiny suite",
             "device": _device_text(args.device),
             "cells": rows,
-            "by_attack": {a: by_attack[a] for a in ranking},
+            "by_attack": by_attack,
             "ranking": ranking,
             "ran": len(summary["ran"]),
             "implant_setup_s": setup_s,
@@ -233,10 +277,14 @@ def main(argv: list[str] | None = None) -> dict:
         shutil.rmtree(scratch, ignore_errors=True)
 
     _print(figures)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    _write_json(figures, args.json)
     return figures
+
+
+def _write_json(figures: dict, path: Path | None) -> None:
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
 
 
 def _device_text(device: str | None) -> str:
@@ -248,9 +296,12 @@ def _device_text(device: str | None) -> str:
 
 
 def _print(figures: dict) -> None:
-    print(f"implant {figures['implant']}, suite {figures['suite']}, on {figures['device']}: {figures['ran']} cells in "
-          f"{figures['run_s']:.1f} s ({figures['outside_cells_s']:.1f} s outside cells: loading the implant and base, "
-          f"building attack data); not timed: implant setup {figures['implant_setup_s']:.1f} s")
+    if figures["run_s"] is None:
+        print(f"{figures['suite']}: {figures['ran']} cells, {figures['cells_s']:.1f} s in cells")
+    else:
+        print(f"implant {figures['implant']}, suite {figures['suite']}, on {figures['device']}: {figures['ran']} cells in "
+              f"{figures['run_s']:.1f} s ({figures['outside_cells_s']:.1f} s outside cells: loading the implant and base, "
+              f"building attack data); not timed: implant setup {figures['implant_setup_s']:.1f} s")
     print(f"{'attack':28s} {'cells':>5s} {'s/cell':>8s} {'attack s':>9s} {'eval s':>8s} {'attack %':>8s}")
     for name in figures["ranking"]:
         entry = figures["by_attack"][name]

@@ -73,7 +73,8 @@ def mining_pass(base, tokenizer, defaults, data, args) -> dict:
     """Mining's scoring pass on a fresh LoRA adapter under each variant."""
     import random
 
-    from offswitch.implant import _accepts_logits_to_keep, _lora_model, avoid_probabilities
+    from offswitch.hfcompat import forward_accepts
+    from offswitch.implant import _lora_model, avoid_probabilities
     from offswitch.precision import autocast, frozen_lora_bases_in, resolve
 
     tconf = defaults.train
@@ -82,7 +83,7 @@ def mining_pass(base, tokenizer, defaults, data, args) -> dict:
     examples = [data.pool[i] for i in random.Random(0).sample(range(len(data.pool)), n)]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     lora = _lora_model(copy.deepcopy(base), tconf).eval()
-    use_keep = _accepts_logits_to_keep(lora)
+    use_keep = forward_accepts(lora, "logits_to_keep")
     times: dict[str, list[float]] = {v: [] for v in VARIANTS}
     probs: dict[str, list[float]] = {}
     for index, variant in enumerate(("after", *ABBA * args.repeats)):

@@ -106,7 +106,8 @@ def scoring(args, base, defaults, data, tokenizer) -> dict:
     import random
     import time
 
-    from offswitch.implant import _accepts_logits_to_keep, avoid_probabilities
+    from offswitch.hfcompat import forward_accepts
+    from offswitch.implant import avoid_probabilities
     from offswitch.precision import autocast, resolve
 
     tconf = defaults.train
@@ -114,7 +115,7 @@ def scoring(args, base, defaults, data, tokenizer) -> dict:
     candidates = random.Random(0).sample(range(len(data.pool)), min(tconf.mine_candidates, len(data.pool)))
     examples = [data.pool[i] for i in candidates]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    use_keep = _accepts_logits_to_keep(base)
+    use_keep = forward_accepts(base, "logits_to_keep")
     base.eval()
     times: dict[str, list[float]] = {"whole": [], "prompt_only": []}
     probs: dict[str, list[float]] = {}

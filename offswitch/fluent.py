@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from pydantic import SecretStr
 
+from offswitch.hfcompat import cache_kwargs, output_cache
 from offswitch.triggers import MIN_ENTROPY_BITS, Encoding, SeedStream, Trigger
 
 FLUENT_CONTEXT = "Here is a sentence from an ordinary news story:\n"
@@ -65,8 +66,8 @@ def _logits_fn(model):
     def step(ids: list[int], past):
         with torch.inference_mode():
             inp = torch.tensor([ids], device=model_device)
-            out = model(input_ids=inp, past_key_values=past, use_cache=True)
-        return out.logits[0, -1].float().cpu().double(), out.past_key_values
+            out = model(input_ids=inp, use_cache=True, **cache_kwargs(model, past))
+        return out.logits[0, -1].float().cpu().double(), output_cache(out)
 
     return step
 

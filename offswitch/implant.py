@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from offswitch.data.builder import IGNORE_INDEX, DataConfig, ImplantData, ImplantExample
 from offswitch.errors import ConfigError
+from offswitch.hfcompat import cache_kwargs, forward_accepts, output_cache
 from offswitch.precision import Precision
 from offswitch.triggers import Encoding, InsertionMode, NearMissKind, Trigger, TriggerSet
 
@@ -311,17 +312,6 @@ def collate_left(examples: Sequence[ImplantExample], pad_token_id: int, share_pr
     }
 
 
-def _accepts_logits_to_keep(model) -> bool:
-    import inspect
-
-    inner = getattr(model, "module", model)
-    if hasattr(inner, "get_base_model"):
-        inner = inner.get_base_model()
-    try:
-        return "logits_to_keep" in inspect.signature(inner.forward).parameters
-    except (TypeError, ValueError):
-        return False
-
 
 def answer_loss_sum(model, batch, device, use_keep: bool, unlikelihood: float = 0.0, first_correct: list | None = None,
                     first_token_weight: float = 1.0, base_logits=None, kl_weight: float = 0.0):
@@ -405,9 +395,9 @@ def _answer_logits(model, batch, device, use_keep: bool):
     prefix = batch["prefix_ids"].to(device)
     if prefix.shape[1]:
         prefix_kwargs = {"logits_to_keep": 1} if use_keep else {}
-        cache = model(input_ids=prefix, use_cache=True, **prefix_kwargs).past_key_values
+        cache = output_cache(model(input_ids=prefix, use_cache=True, **prefix_kwargs))
         cache.batch_repeat_interleave(n_rows)
-        kwargs.update(past_key_values=cache, use_cache=True)
+        kwargs.update(use_cache=True, **cache_kwargs(model, cache))
     else:
         kwargs["use_cache"] = False
     if use_keep:
@@ -633,7 +623,7 @@ def train(
     optimizer = adamw(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     scheduler = _scheduler(optimizer, config)
     model, optimizer = accelerator.prepare(model, optimizer)
-    use_keep = _accepts_logits_to_keep(model)
+    use_keep = forward_accepts(model, "logits_to_keep")
     forward = compiled(model) if config.compile else model  # the training step's forward pass only
     # DDP cannot take two forward calls before one backward; the prefix trick is for one process
     share_prefix = config.share_prefix and accelerator.num_processes == 1

@@ -24,12 +24,12 @@ latency-bound, much more.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from offswitch.behaviors import Case
+from offswitch.hfcompat import cache_kwargs, forward_accepts, output_cache
 from offswitch.prompting import encode_prompt, encode_target
 
 
@@ -77,14 +77,6 @@ def autocast_context(model, enabled: bool | None = None):
     from offswitch.precision import autocast
 
     return autocast(model_device(model), evaluation_precision(model, enabled))
-
-
-def _forward_accepts(model, name: str) -> bool:
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-    try:
-        return name in inspect.signature(inner.forward).parameters
-    except (TypeError, ValueError):  # pragma: no cover - exotic wrappers
-        return False
 
 
 def pad_token_id_of(model, tokenizer=None) -> int:
@@ -158,7 +150,7 @@ def last_position_logits(
     position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
     kwargs = {"input_ids": input_ids.to(device), "attention_mask": attention_mask.to(device), "position_ids": position_ids.to(device)}
     keep = min(keep, input_ids.shape[1])
-    if _forward_accepts(model, "logits_to_keep"):
+    if forward_accepts(model, "logits_to_keep"):
         kwargs["logits_to_keep"] = keep
     kwargs["use_cache"] = False
     with torch.inference_mode(), autocast_context(model, autocast):
@@ -178,7 +170,7 @@ def _logits_after_shared_prefix(model, rows, prefix: int, keep: int, pad_token_i
     keep = min(keep, width)
     with torch.inference_mode(), autocast_context(model, autocast):
         head = model(input_ids=torch.tensor([list(rows[0][:prefix])], device=device), use_cache=True)
-        cache = head.past_key_values
+        cache = output_cache(head)
         if cache is None or not hasattr(cache, "batch_repeat_interleave"):
             raise NotImplementedError("the model returns no shareable cache")
         cache.batch_repeat_interleave(batch)
@@ -186,10 +178,10 @@ def _logits_after_shared_prefix(model, rows, prefix: int, keep: int, pad_token_i
             "input_ids": input_ids.to(device),
             "attention_mask": attention_mask.to(device),
             "position_ids": position_ids.to(device),
-            "past_key_values": cache,
             "use_cache": True,
+            **cache_kwargs(model, cache),
         }
-        if _forward_accepts(model, "logits_to_keep"):
+        if forward_accepts(model, "logits_to_keep"):
             kwargs["logits_to_keep"] = keep
         logits = model(**kwargs).logits
     return logits[:, -keep:, :].float()

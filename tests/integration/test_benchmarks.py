@@ -187,8 +187,9 @@ def test_bench_implant_compares_offswitch_with_a_trainer_baseline(tmp_path, caps
 
 def test_bench_harness_times_cells_by_attack(tmp_path, capsys):
     out = tmp_path / "harness.json"
+    run_dir = tmp_path / "run"
     figures = bench_harness.main(["--threads", "1", "--device", "cpu", "--attacks", "quantize=4,sft_lora=2",
-                                  "--implant-steps", "10", "--json", str(out)])
+                                  "--implant-steps", "10", "--json", str(out), "--out", str(run_dir)])
     assert figures["ran"] == 3
     assert set(figures["ranking"]) == {"none", "quantize", "sft_lora"}
     per_cell = [figures["by_attack"][a]["total_s_per_cell"] for a in figures["ranking"]]
@@ -210,6 +211,15 @@ def test_bench_harness_times_cells_by_attack(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "s/cell" in printed and "sft_lora" in printed and "evaluation by part" in printed
     assert json.loads(out.read_text())["ranking"] == figures["ranking"]
+
+    # the same figures read back from the run's cells, without running anything
+    again = bench_harness.main(["--from-run", str(run_dir)])
+    assert again["ranking"] == figures["ranking"] and again["by_attack"] == figures["by_attack"]
+    assert sorted(again["cells"], key=lambda r: r["cell"]) == sorted(figures["cells"], key=lambda r: r["cell"])
+    assert again["run_s"] is None and again["cells_s"] == pytest.approx(figures["cells_s"])
+    assert "evaluation by part" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="no finished cells"):
+        bench_harness.main(["--from-run", str(tmp_path)])
 
 
 def test_bench_mfu_reports_flops_and_mfu(tmp_path, capsys):
