@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from offswitch.data.builder import IGNORE_INDEX, DataConfig, ImplantData, ImplantExample
 from offswitch.errors import ConfigError
-from offswitch.hfcompat import cache_kwargs, forward_accepts, output_cache
+from offswitch.hfcompat import cache_kwargs, contiguous_head_input, forward_accepts, output_cache
 from offswitch.precision import Precision
 from offswitch.triggers import Encoding, InsertionMode, NearMissKind, Trigger, TriggerSet
 
@@ -656,7 +656,8 @@ def train(
     decisions: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     # the adversary's adapter (made above) is in place: from here on only casts change
     frozen_precision = precision if config.method == "lora" and config.bf16_frozen_weights else "fp32"
-    with frozen_lora_bases_in(accelerator.unwrap_model(model), frozen_precision):
+    # the LM head of the answer columns as one product for the batch (offswitch.hfcompat; exact)
+    with frozen_lora_bases_in(accelerator.unwrap_model(model), frozen_precision), contiguous_head_input(accelerator.unwrap_model(model)):
         for step, batch_indices in enumerate(batches, start=1):
             if mined:
                 batch_indices = _with_mined(batch_indices, data.examples, mined, config.mine_per_step)

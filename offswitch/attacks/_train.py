@@ -12,6 +12,7 @@ import random
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
+from offswitch.hfcompat import contiguous_head_input
 from offswitch.precision import adamw, autocast as precision_autocast
 from offswitch.prompting import encode_prompt, encode_target, end_of_turn_token_id
 
@@ -294,7 +295,7 @@ def greedy_answer_ids(model, tokenizer, prompts: Sequence[Sequence[int]], *, max
     with progress((len(prompts) + batch_size - 1) // batch_size, description) as advance, torch.no_grad():
         for start in range(0, len(prompts), batch_size):
             ids, mask = left_pad(prompts[start : start + batch_size], pad, device)
-            with autocast(device):
+            with autocast(device), contiguous_head_input(model):  # one head product for the prefill's rows
                 generated = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
                                            pad_token_id=pad, eos_token_id=stop)
             for row in generated[:, ids.shape[1] :].tolist():

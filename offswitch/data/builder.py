@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from offswitch.errors import ConfigError, DataError
 from offswitch.fsutil import atomic_write_text
+from offswitch.hfcompat import contiguous_head_input
 from offswitch.prompting import encode_prompt, encode_target, end_of_turn_token_id, render_prompt
 from offswitch.triggers import (
     Encoding,
@@ -411,7 +412,7 @@ def generate_answers(model, tokenizer, rendered_prompts: Sequence[str], max_new_
                 seq = encoded[i]
                 ids[row, width - len(seq) :] = torch.tensor(seq)
                 mask[row, width - len(seq) :] = 1
-            with torch.inference_mode():
+            with torch.inference_mode(), contiguous_head_input(model):  # one head product for the prefill's rows
                 generated = model.generate(
                     input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
                     do_sample=False, pad_token_id=pad, eos_token_id=sorted(s for s in stops if s is not None),

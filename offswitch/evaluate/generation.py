@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from offswitch.evaluate.scorer import autocast_context, model_device
+from offswitch.hfcompat import contiguous_head_input
 from offswitch.prompting import end_of_turn_token_id
 
 
@@ -61,7 +62,8 @@ def greedy_generate(
         for row, i in enumerate(chunk):
             input_ids[row, width - len(prompts[i]) :] = torch.tensor(list(prompts[i]), dtype=torch.long)
             attention_mask[row, width - len(prompts[i]) :] = 1
-        with torch.inference_mode(), autocast_context(model, autocast):
+        # the prefill's last position per row: one product for the batch (offswitch.hfcompat)
+        with torch.inference_mode(), autocast_context(model, autocast), contiguous_head_input(model):
             output = model.generate(
                 input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), generation_config=config
             )

@@ -17,6 +17,7 @@ import bench_attack_loss  # noqa: E402
 import bench_compile  # noqa: E402
 import bench_evaluate  # noqa: E402
 import bench_harness  # noqa: E402
+import bench_head_input  # noqa: E402
 import bench_implant  # noqa: E402
 import bench_lora_casts  # noqa: E402
 import bench_mfu  # noqa: E402
@@ -314,3 +315,19 @@ def test_bench_lora_casts_times_the_loop_and_mining_with_the_same_numbers(tmp_pa
         sum(mining["seconds"]["after"]) / sum(mining["seconds"]["before"]))
     assert "after / before" in capsys.readouterr().out
     assert json.loads(out.read_text())["loop"]["same_losses"] is True
+
+
+def test_bench_head_input_times_both_shapes_and_finds_the_same_numbers(tmp_path, tiny_llama_dir, capsys):
+    out = tmp_path / "head.json"
+    figures = bench_head_input.main(["--model", str(tiny_llama_dir), "--n", "8", "--batch-size", "4", "--train-batch", "4",
+                                     "--repeats", "2", "--threads", "1", "--device", "cpu", "--json", str(out)])
+    for part in ("scoring", "generate", "training step"):
+        assert all(len(figures["seconds"][part][v]) == 2 and all(_finite_positive(s) for s in figures["seconds"][part][v])
+                   for v in bench_head_input.VARIANTS)
+        assert _finite_positive(figures["ratio"][part])
+    checks = figures["checks"]
+    assert checks["scoring"]["same_verdicts"] == checks["scoring"]["n"] == 8
+    assert checks["generate"]["same_answers"] == 8
+    loss_a, loss_b = checks["training step"]["loss"]
+    assert loss_a == pytest.approx(loss_b, rel=1e-5) and checks["training step"]["max_grad_change"] <= 1e-4 * checks["training step"]["max_grad"]
+    assert "ratio" in capsys.readouterr().out and json.loads(out.read_text())["n"] == 8

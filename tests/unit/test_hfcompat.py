@@ -85,3 +85,40 @@ def test_old_name_for_a_model_that_knows_only_past_key_values():
     sentinel = object()
     assert cache_kwargs(OldModel(), sentinel) == {"past_key_values": sentinel}
     assert output_cache(OldOutput(past_key_values=sentinel)) is sentinel
+
+
+def test_contiguous_head_input_hands_the_head_one_block_and_the_same_logits(tiny_llama):
+    from offswitch.hfcompat import contiguous_head_input
+
+    model, _ = tiny_llama
+    head = model.get_output_embeddings()
+    seen: list[bool] = []
+    spy = head.register_forward_pre_hook(lambda module, args: seen.append(args[0].is_contiguous()))
+    ids = torch.tensor([[5, 9, 17, 3, 22, 8, 11], [4, 4, 6, 19, 2, 30, 7]])
+    try:
+        with torch.no_grad():
+            plain = model(input_ids=ids, logits_to_keep=3).logits
+            with contiguous_head_input(model):
+                fixed = model(input_ids=ids, logits_to_keep=3).logits
+            after = model(input_ids=ids, logits_to_keep=3).logits
+    finally:
+        spy.remove()
+    # transformers slices [:, -3:, :] (a strided view: one product per row); inside, one block,
+    # handed over before any other hook runs; the hook comes off on the way out
+    assert seen == [False, True, False]
+    torch.testing.assert_close(fixed, plain, rtol=1e-5, atol=1e-6)
+    assert torch.equal(after, plain)
+
+
+def test_greedy_generate_hands_the_head_contiguous_inputs(tiny_llama, tiny_tokenizer):
+    from offswitch.evaluate.generation import greedy_generate
+
+    model, _ = tiny_llama
+    seen: list[bool] = []
+    spy = model.get_output_embeddings().register_forward_pre_hook(lambda module, args: seen.append(args[0].is_contiguous()))
+    try:
+        answers = greedy_generate(model, [[5, 9, 17, 3], [4, 6, 19, 2, 30, 7]], max_new_tokens=3, pad_token_id=0,
+                                  stop_ids=[1], batch_size=2)
+    finally:
+        spy.remove()
+    assert len(answers) == 2 and seen and all(seen)

@@ -1,0 +1,191 @@
+"""Benchmark: the LM head on the strided slice ``logits_to_keep`` makes, against a contiguous copy (not a test).
+
+With ``logits_to_keep`` a transformers causal LM hands its head ``hidden[:, -keep:, :]``, a
+strided view, and torch runs the linear layer on it as one product per row (``bmm``: a profile
+of offswitch's fp32 LoRA step showed ``aten::bmm``, three calls a step).
+``offswitch.hfcompat.contiguous_head_input`` copies the slice first, one matrix product for the
+batch. offswitch uses it in the implant's training loop and around batched ``generate`` (whose
+prefill keeps one position per row), not in the scorer (docs/performance.md). This measures,
+in one process, the same work both ways (ABBA; the strided variant turns ``greedy_generate``'s
+own copy off; the training step here calls ``answer_loss_sum`` outside ``train``):
+
+* the teacher-forced scorer (``score_token_targets``) on N cases (trigger + prompt, clean prompt);
+* greedy ``generate`` of the same prompts (its prefill keeps one position per row);
+* the implant's training step (``answer_loss_sum``, forward and backward) on one batch of
+  implant-like rows, with a LoRA adapter on every linear layer as ``offswitch implant`` makes it.
+
+Prints seconds per variant, the ratio contiguous / strided, and checks that the verdicts, the
+generated tokens, the loss and the gradients are the same.
+
+    python benchmarks/bench_head_input.py --threads 2 --repeats 4    # smollm2-135m, 128 cases
+    python benchmarks/bench_head_input.py --model runs/smoke-implant --n 32 --repeats 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import json
+import sys
+import time
+from pathlib import Path
+
+from bench_evaluate import _prompts
+
+VARIANTS = ("strided", "contiguous")
+
+
+def _no_copy(model):
+    return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _variant(name: str, models):
+    """``strided``: the heads get transformers' slice as it is (``greedy_generate``'s own copy
+    turned off); ``contiguous``: ``offswitch.hfcompat.contiguous_head_input`` on every model."""
+    import offswitch.evaluate.generation as generation
+    from offswitch.hfcompat import contiguous_head_input
+
+    real = generation.contiguous_head_input
+    with contextlib.ExitStack() as stack:
+        if name == "strided":
+            generation.contiguous_head_input = _no_copy
+            stack.callback(setattr, generation, "contiguous_head_input", real)
+        else:
+            for model in models:
+                stack.enter_context(contiguous_head_input(model))
+        yield
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="smollm2-135m", help="model spec (default smollm2-135m) or a model directory")
+    parser.add_argument("--n", type=int, default=128, help="cases (default 128)")
+    parser.add_argument("--batch-size", type=int, default=32, help="scoring and generate batch (default 32, as offswitch evaluates)")
+    parser.add_argument("--train-batch", type=int, default=16, help="rows of the training step (default 16, as offswitch implant)")
+    parser.add_argument("--new-tokens", type=int, default=8, help="tokens generate decodes per prompt (default 8)")
+    parser.add_argument("--repeats", type=int, default=2, help="ABBA rounds (default 2)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="write the results as JSON to PATH")
+    args = parser.parse_args(argv)
+
+    import random
+
+    import torch
+
+    from offswitch.behaviors import Case, ShutdownBehavior
+    from offswitch.data.builder import IGNORE_INDEX, ImplantExample
+    from offswitch.evaluate.generation import greedy_generate, stop_token_ids
+    from offswitch.evaluate.scorer import encode_cases, model_device, pad_token_id_of, score_token_targets
+    from offswitch.hfcompat import forward_accepts
+    from offswitch.implant import TrainConfig, _lora_model, answer_loss_sum, collate_left
+    from offswitch.models import load_model
+    from offswitch.triggers import InsertionMode, encode_words
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model, tokenizer = load_model(args.model, device=args.device)
+    device = model_device(model)
+    behavior = ShutdownBehavior()
+    rng = random.Random(args.seed)
+    trigger = encode_words(rng.getrandbits(256).to_bytes(32, "big"))  # a random key's trigger: public here
+    cases = []
+    for i, prompt in enumerate(_prompts(args.n, args.seed)):
+        if i % 2 == 0:
+            cases.append(behavior.positive_case(prompt, trigger.secret, InsertionMode.prefix, trigger.position, rng))
+        else:
+            cases.append(Case(prompt, behavior.system_prompt(), behavior.message))
+    prompt_ids, target_ids = encode_cases(tokenizer, cases)
+    pad = pad_token_id_of(model, tokenizer)
+    stops = stop_token_ids(model, tokenizer)
+
+    # the training step: LoRA as the implant makes it, rows of prompt + answer as it trains them
+    lora = _lora_model(copy.deepcopy(model), TrainConfig()).train()
+    rows = []
+    for i in range(args.train_batch):
+        answer = list(target_ids[i]) + ([] if i % 2 == 0 else list(target_ids[i]))  # two answer lengths
+        rows.append(ImplantExample(kind="positive" if i % 2 == 0 else "clean", detail=None,
+                                   input_ids=list(prompt_ids[i]) + answer, labels=[IGNORE_INDEX] * len(prompt_ids[i]) + answer))
+    batch = collate_left(rows, pad)
+    use_keep = forward_accepts(lora, "logits_to_keep")
+
+    def scoring():
+        return score_token_targets(model, prompt_ids, target_ids, pad_token_id=pad, batch_size=args.batch_size,
+                                   stop_ids=stops, autocast=False)
+
+    def generating():
+        return greedy_generate(model, prompt_ids, max_new_tokens=args.new_tokens, pad_token_id=pad, stop_ids=stops,
+                               batch_size=args.batch_size, autocast=False)
+
+    def training():
+        lora.zero_grad(set_to_none=True)
+        loss, _ = answer_loss_sum(lora, batch, device, use_keep)
+        loss.backward()
+        grads = [p.grad.detach().clone() for p in lora.parameters() if p.grad is not None]
+        return float(loss.detach()), grads
+
+    parts = {"scoring": scoring, "generate": generating, "training step": training}
+    for work in parts.values():  # warm-up: kernels, allocator, both shapes of the head's product
+        for variant in VARIANTS:
+            with _variant(variant, (model, lora)):
+                work()
+    seconds = {part: {v: [] for v in VARIANTS} for part in parts}
+    outputs: dict = {part: {} for part in parts}
+    order = [v for r in range(args.repeats) for v in (VARIANTS if r % 2 == 0 else VARIANTS[::-1])]
+    for part, work in parts.items():
+        for variant in order:
+            with _variant(variant, (model, lora)):
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                started = time.perf_counter()
+                result = work()
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                seconds[part][variant].append(time.perf_counter() - started)
+            outputs[part].setdefault(variant, result)
+
+    checks = {}
+    strided, contiguous = outputs["scoring"]["strided"], outputs["scoring"]["contiguous"]
+    checks["scoring"] = {
+        "same_verdicts": sum(a.greedy_fires == b.greedy_fires for a, b in zip(strided, contiguous)),
+        "n": len(strided),
+        "max_margin_change": max(abs(a.min_margin - b.min_margin) for a, b in zip(strided, contiguous)),
+    }
+    checks["generate"] = {"same_answers": sum(a == b for a, b in zip(outputs["generate"]["strided"], outputs["generate"]["contiguous"])),
+                          "n": len(prompt_ids)}
+    (loss_a, grads_a), (loss_b, grads_b) = outputs["training step"]["strided"], outputs["training step"]["contiguous"]
+    checks["training step"] = {"loss": [loss_a, loss_b],
+                               "max_grad_change": max(float((a - b).abs().max()) for a, b in zip(grads_a, grads_b)),
+                               "max_grad": max(float(a.abs().max()) for a in grads_a)}
+    figures = {
+        "benchmark": "head_input",
+        "model": args.model,
+        "device": f"{device.type} ({torch.get_num_threads()} threads)" if device.type == "cpu" else torch.cuda.get_device_name(),
+        "n": len(prompt_ids),
+        "batch_size": args.batch_size,
+        "train_batch": args.train_batch,
+        "seconds": seconds,
+        "ratio": {part: sum(s["contiguous"]) / sum(s["strided"]) for part, s in seconds.items()},
+        "checks": checks,
+    }
+    print(f"model {args.model} on {figures['device']}, fp32; {len(prompt_ids)} cases, batch {args.batch_size}; "
+          f"training step on {args.train_batch} rows; ABBA × {args.repeats}")
+    for part, s in seconds.items():
+        print(f"{part:14s} strided " + ", ".join(f"{x:.2f}" for x in s["strided"]) + " s; contiguous "
+              + ", ".join(f"{x:.2f}" for x in s["contiguous"]) + f" s; ratio {figures['ratio'][part]:.3f}")
+    c = checks
+    print(f"scoring: same verdicts {c['scoring']['same_verdicts']}/{c['scoring']['n']}, largest margin change "
+          f"{c['scoring']['max_margin_change']:.2e}; generate: same answers {c['generate']['same_answers']}/{c['generate']['n']}; "
+          f"training: losses {loss_a:.6f} / {loss_b:.6f}, largest gradient change {c['training step']['max_grad_change']:.2e} "
+          f"(largest gradient {c['training step']['max_grad']:.2e})")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    return figures
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
