@@ -1,10 +1,11 @@
 """What a transformers model's forward pass takes, and one thing it does slowly.
 
-Names across the transformers versions offswitch supports: transformers 5.x renamed the key-value cache: a forward pass takes ``cache=`` and its output
-holds ``.cache``; the old name ``past_key_values`` still works with a deprecation warning (one
-per process, on every implant and evaluation) until its removal (announced for 5.40). Older
-versions (≥ 4.56, ``pyproject.toml``) know only ``past_key_values``. These helpers ask the model
-which name it takes instead of guessing from a version number.
+Names, across the transformers versions offswitch supports: transformers 5.x renamed the
+key-value cache, so a forward pass takes ``cache=`` and its output holds ``.cache``; the old name
+``past_key_values`` still works with a deprecation warning (one per process, on every implant
+and evaluation) until its removal (announced for 5.40). Older versions (≥ 4.56,
+``pyproject.toml``) know only ``past_key_values``. These helpers ask the model which name it
+takes instead of guessing from a version number.
 
 Speed: with ``logits_to_keep`` a causal LM slices its hidden states ``[:, -keep:, :]`` and hands
 that strided view to the LM head, and torch runs a linear layer on a non-contiguous 3-D input as
