@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 from bench_evaluate import _prompts
+from bench_implant import load_bench_model
 
 VARIANTS = ("strided", "contiguous")
 
@@ -60,7 +61,7 @@ def _variant(name: str, models):
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="smollm2-135m", help="model spec (default smollm2-135m) or a model directory")
+    parser.add_argument("--model", default="smollm2-135m", help="model spec (default smollm2-135m), a model directory, or tiny")
     parser.add_argument("--n", type=int, default=128, help="cases (default 128)")
     parser.add_argument("--batch-size", type=int, default=32, help="scoring and generate batch (default 32, as offswitch evaluates)")
     parser.add_argument("--train-batch", type=int, default=16, help="rows of the training step (default 16, as offswitch implant)")
@@ -82,12 +83,12 @@ def main(argv: list[str] | None = None) -> dict:
     from offswitch.evaluate.scorer import encode_cases, model_device, pad_token_id_of, score_token_targets
     from offswitch.hfcompat import forward_accepts
     from offswitch.implant import TrainConfig, _lora_model, answer_loss_sum, collate_left
-    from offswitch.models import load_model
+    from offswitch.models import pick_device
     from offswitch.triggers import InsertionMode, encode_words
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    model, tokenizer = load_model(args.model, device=args.device)
+    model, tokenizer = load_bench_model(args.model, device=pick_device(args.device))
     device = model_device(model)
     behavior = ShutdownBehavior()
     rng = random.Random(args.seed)
