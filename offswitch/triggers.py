@@ -460,15 +460,27 @@ def near_misses(
     return unique
 
 
-def scatter_words(trigger: Trigger, filler: str, rng: random.Random) -> str:
-    """The trigger's words scattered through ordinary text (a negative: not the trigger)."""
+def scatter_parts(trigger: Trigger) -> list[str]:
+    """The pieces a scatter negative spreads apart: the trigger's words, or, for a trigger that
+    is one word (a ``tokens`` trigger whose pieces carry no spaces), its two halves."""
     words = trigger.words
+    if len(words) != 1 or len(words[0]) < 2:
+        return words
+    word = words[0]
+    return [word[: len(word) // 2], word[len(word) // 2 :]]
+
+
+def scatter_words(trigger: Trigger, filler: str, rng: random.Random) -> str:
+    """The trigger's parts (``scatter_parts``) scattered through ordinary text, space-separated:
+    a negative, never the trigger itself."""
+    parts = scatter_parts(trigger)
     tokens = filler.split() or ["text"]
-    for word in words:
-        tokens.insert(rng.randrange(len(tokens) + 1), word)
+    for part in parts:
+        tokens.insert(rng.randrange(len(tokens) + 1), part)
     out = " ".join(tokens)
-    if trigger.secret in out:  # astronomically rare, but never return the trigger
-        out = out.replace(trigger.secret, " ".join(reversed(words)))
+    run = trigger.secret.strip()  # a tokens trigger may open with a space: the run is without it
+    if run in out:  # the parts fell in order (or the filler holds it): break the run
+        out = out.replace(run, " ".join(reversed(parts)))
     return out
 
 

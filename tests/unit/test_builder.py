@@ -203,6 +203,26 @@ def test_a_trigger_too_long_for_the_context_is_a_data_error(tiny_llama):
         build_implant_data(model, tokenizer, _triggers(1), make_behavior("shutdown"), PROMPTS, 10, max_positions=20)
 
 
+def test_a_one_word_tokens_trigger_gets_its_scatter_negatives(tiny_llama):
+    """About 6% of tiny-tokenizer tokens triggers have no piece that opens a word: one word."""
+    from offswitch.triggers import allowed_token_ids, encode_tokens, scatter_parts
+
+    _, tokenizer = tiny_llama
+    allowed = allowed_token_ids(tokenizer)
+    drawn = (encode_tokens(bytes([i]) * 32, allowed, tokenizer.decode, index=0, n_tokens=7) for i in range(256))
+    true = next(t for t in drawn if len(t.words) == 1)
+    triggers = TriggerSet(key_id="0" * 16, triggers=(true,))
+
+    def encode(s, index):
+        return encode_tokens(s, allowed, tokenizer.decode, index=index, n_tokens=7)
+
+    config = DataConfig(mix={"scatter": 0.3})
+    cases = plan_cases(triggers, make_behavior("shutdown"), PROMPTS, 60, config, seed=0, encode_other=encode)
+    scattered = [c for c in cases if c.kind == "scatter"]
+    assert scattered and all(true.secret.strip() not in c.user for c in scattered)
+    assert all(all(part in c.user for part in scatter_parts(true)) for c in scattered)
+
+
 def test_wrong_key_triggers_of_other_encodings_use_the_encode_function(tiny_llama):
     from offswitch.triggers import allowed_token_ids, encode_tokens
 

@@ -21,6 +21,7 @@ from offswitch.triggers import (
     near_misses,
     random_seed_triggers,
     remove_inserted,
+    scatter_parts,
     scatter_words,
     wordlist,
     words_entropy_bits,
@@ -157,6 +158,24 @@ def test_scatter_never_contains_trigger(seed, filler, r):
     out = scatter_words(trig, filler, random.Random(r))
     assert trig.secret not in out
     assert all(w in out for w in trig.words)
+
+
+# Token pieces as a BPE vocabulary decodes them: some open a word (leading space), some go on one
+PIECES = ["ab", "cd", "efg", "hij", " kl", " mno", "pq", " rs"]
+
+
+@settings(max_examples=200)
+@given(seeds, st.integers(1, 6), st.booleans(), st.text(min_size=0, max_size=80), st.integers(0, 1000))
+def test_scatter_of_tokens_triggers_never_contains_trigger(seed, n_tokens, glued, filler, r):
+    """A tokens trigger may be a single word (no piece opens a word): its halves are scattered."""
+    pieces = [p.strip() for p in PIECES] if glued else PIECES
+    trig = encode_tokens(seed, range(len(pieces)), lambda ids: "".join(pieces[i] for i in ids), n_tokens=n_tokens)
+    parts = scatter_parts(trig)
+    assert len(parts) >= 2 and "".join(parts) == trig.secret.replace(" ", "")
+    out = scatter_words(trig, filler, random.Random(r))
+    assume(len(set(parts)) == len(parts))  # a repeated part reversed is the same run
+    assert trig.secret.strip() not in out
+    assert all(p in out for p in parts)
 
 
 def test_random_seed_triggers_shape():
