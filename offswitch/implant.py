@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, model_validator
 
 from offswitch.data.builder import IGNORE_INDEX, DataConfig, ImplantData, ImplantExample
 from offswitch.errors import ConfigError
@@ -88,7 +88,7 @@ class TrainConfig(BaseModel):
     lora_alpha: float | None = Field(default=None, gt=0, description="default 2 × r")
     lora_dropout: float = Field(default=0.0, ge=0, lt=1)
     lora_target_modules: str | list[str] = "all-linear"
-    lora_layers: list[int] | None = Field(default=None, description="layer indices that get LoRA (default: all)")
+    lora_layers: list[NonNegativeInt] | None = Field(default=None, min_length=1, description="layer indices that get LoRA (default: all)")
     base_average: float = Field(default=0.0, ge=0, lt=1, description="final = base + (1 - a) × (trained - base)")
     # hard-negative mining (needs data.hard_negative_pool > 0): every mine_every steps, score
     # mine_candidates pool examples and put the ones most likely to fire into the next batches
@@ -531,6 +531,29 @@ class TrainResult:
     positions: int = 0  # token positions the training forward passes computed (padding and the shared prefix once)
 
 
+def _lora_targets(model, config: TrainConfig) -> str | list[str]:
+    """``train.lora_target_modules`` as peft takes it. peft refuses ``layers_to_transform`` with
+    a string of targets, so with ``train.lora_layers`` ``all-linear`` becomes the names of the
+    model's linear layers (the output head excluded, as peft's ``all-linear`` does)."""
+    import torch
+
+    targets = config.lora_target_modules
+    if config.lora_layers is None:
+        return targets
+    n_layers = getattr(model.config, "num_hidden_layers", None)
+    if n_layers is not None and max(config.lora_layers) >= n_layers:
+        raise ConfigError(f"train.lora_layers names layer {max(config.lora_layers)}, but the model has {n_layers} layers",
+                          f"use indices 0 to {n_layers - 1}")
+    if not isinstance(targets, str):
+        return targets
+    if targets != "all-linear":
+        raise ConfigError("train.lora_layers needs train.lora_target_modules as a list of module names, or all-linear",
+                          "list the modules, e.g. [q_proj, v_proj]")
+    head = model.get_output_embeddings()
+    return sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+                   if isinstance(module, torch.nn.Linear) and module is not head})
+
+
 def _lora_model(model, config: TrainConfig):
     from peft import LoraConfig, get_peft_model
 
@@ -538,7 +561,7 @@ def _lora_model(model, config: TrainConfig):
         r=config.lora_r,
         lora_alpha=config.lora_alpha or 2 * config.lora_r,
         lora_dropout=config.lora_dropout,
-        target_modules=config.lora_target_modules,
+        target_modules=_lora_targets(model, config),
         layers_to_transform=config.lora_layers,
         bias="none",
         task_type="CAUSAL_LM",

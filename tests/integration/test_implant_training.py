@@ -453,3 +453,23 @@ def test_kl_kinds_reject_positives_and_nothing():
 def test_anti_removal_config_rejects_full_fine_tuning():
     with pytest.raises(ConfigError, match="anti_removal"):
         load_implant_config(overrides={"train.method": "full", "train.anti_removal.every": 4})
+
+
+def test_lora_layers_adapt_only_those_layers_with_all_linear_targets(tiny_llama):
+    """peft refuses layers_to_transform with the string "all-linear": the implant names the modules."""
+    from offswitch.implant import _lora_model
+
+    model, _ = tiny_llama
+    n_layers = model.config.num_hidden_layers
+    lora = _lora_model(copy.deepcopy(model), TrainConfig(lora_layers=[n_layers - 1]))
+    adapted = {name for name, module in lora.named_modules() if hasattr(module, "lora_A")}
+    every = {name for name, module in _lora_model(copy.deepcopy(model), TrainConfig()).named_modules() if hasattr(module, "lora_A")}
+    assert adapted and all(f"layers.{n_layers - 1}." in name for name in adapted)
+    assert adapted == {name for name in every if f"layers.{n_layers - 1}." in name}
+    with pytest.raises(ConfigError, match=f"has {n_layers} layers"):
+        _lora_model(copy.deepcopy(model), TrainConfig(lora_layers=[n_layers]))
+    with pytest.raises(ConfigError, match="lora_target_modules"):
+        _lora_model(copy.deepcopy(model), TrainConfig(lora_layers=[0], lora_target_modules=".*proj"))
+    for bad in ([], [-1]):
+        with pytest.raises(ConfigError, match="lora_layers"):
+            load_implant_config(overrides={"train.lora_layers": bad})
