@@ -367,6 +367,21 @@ def _warm_up(base, rows, pad_id: int, device, bf16: bool) -> None:
 # ---------------------------------------------------------------------- main
 
 
+def _layer_list(text: str) -> list[int]:
+    """``15-29`` or ``0,2,4`` (layer indices) for --lora-layers."""
+    try:
+        if "-" in text:
+            first, last = (int(part) for part in text.split("-"))
+            layers = list(range(first, last + 1))
+        else:
+            layers = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a layer range or list: {text!r} (e.g. 15-29 or 0,2,4)") from None
+    if not layers or min(layers) < 0:
+        raise argparse.ArgumentTypeError(f"no layers in {text!r} (e.g. 15-29)")
+    return layers
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="smollm2-135m",
@@ -376,6 +391,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch-size", type=int, default=16, help="examples per step (default 16, as offswitch implant)")
     parser.add_argument("--lr", type=float, default=None, help="learning rate (default: offswitch's, 1e-3 LoRA / 5e-5 full)")
     parser.add_argument("--lora-r", type=int, default=16)
+    parser.add_argument("--lora-layers", type=_layer_list, default=None, metavar="A-B",
+                        help="offswitch's train.lora_layers, e.g. 15-29 (default: all layers); the Trainer keeps LoRA "
+                             "on every layer, as its documentation shows")
     parser.add_argument("--triggers", type=int, default=4, help="triggers planted (default 4)")
     parser.add_argument("--words", type=int, default=6, help="words per trigger (default 6)")
     parser.add_argument("--prompts", default="builtin", help="prompt source (default builtin; split into train / held-out)")
@@ -475,6 +493,7 @@ def main(argv: list[str] | None = None) -> dict:
         tconf = TrainConfig(method=method, steps=args.steps, batch_size=args.batch_size, lr=args.lr, lora_r=args.lora_r,
                             eval_every=0, seed=args.seed, device=device.type, threads=args.threads,
                             precision="bf16" if bf16 else "fp32")
+        ours = tconf.model_copy(update={"lora_layers": args.lora_layers}) if method == "lora" else tconf
         results = {}
         names = ("baseline", "offswitch") + (("baseline_fp32",) if bf16 and args.baseline_fp32 else ())
         # --repeats R: the trainers in order, then reversed, ... (ABBA), so that a machine whose
@@ -484,13 +503,14 @@ def main(argv: list[str] | None = None) -> dict:
             set_seed(args.seed)
             _reset_accelerate()
             if name == "offswitch":
-                run = run_offswitch(base, tokenizer, data, tconf, device, memory, profile=args.profile)
+                run = run_offswitch(base, tokenizer, data, ours, device, memory, profile=args.profile)
                 positions = _offswitch_positions(data, batches, pad_id, tconf.share_prefix)
             else:
                 run = run_baseline(base, tokenizer, rows, tconf, device, memory, bf16=bf16 and name == "baseline",
                                    sequential=sequential)
                 positions = baseline_positions
             trained = run.pop("model")
+            run["trainable_params"] = sum(p.numel() for p in trained.parameters() if p.requires_grad)
             loop_s = run["loop_s"]
             run.update(
                 samples_per_s=len(seen) / loop_s,
@@ -523,6 +543,7 @@ def main(argv: list[str] | None = None) -> dict:
         if "baseline_fp32" in results:
             results["ratio_loop_s_vs_fp32"] = results["offswitch"]["loop_s"] / results["baseline_fp32"]["loop_s"]
         results["learning_rate"] = tconf.learning_rate
+        results["offswitch_lora_layers"] = ours.lora_layers
         figures["methods"][method] = results
 
     _print(figures)
@@ -543,6 +564,9 @@ def _print(figures: dict) -> None:
         print("base model (untrained): " + _quality_text(figures["base_quality"], Rate))
     for method, results in figures["methods"].items():
         print(f"\n== {method} (lr {results['learning_rate']:g})")
+        if results.get("offswitch_lora_layers"):
+            layers = results["offswitch_lora_layers"]
+            print(f"offswitch's LoRA on layers {layers[0]}..{layers[-1]} only ({len(layers)} in all); the baseline's on every layer")
         print(f"{'':13s} {'loop s':>8s} {'samples/s':>10s} {'ans tok/s':>10s} {'all tok/s':>10s} {'positions':>10s} "
               f"{'peak MiB':>9s} {'mean loss':>9s}")
         names = [n for n in ("baseline", "baseline_fp32", "offswitch") if n in results]

@@ -147,6 +147,18 @@ def test_bench_implant_in_bf16_times_a_bf16_and_an_fp32_baseline(capsys):
     assert "baseline in fp32 (the Trainer's default)" in capsys.readouterr().out
 
 
+def test_bench_implant_lora_layers_narrow_offswitchs_adapter_only(capsys):
+    figures = bench_implant.main(["--model", "tiny", "--steps", "2", "--batch-size", "4", "--threads", "1", "--device", "cpu",
+                                  "--method", "lora", "--no-quality", "--lora-layers", "1-1"])
+    results = figures["methods"]["lora"]
+    assert results["offswitch_lora_layers"] == [1]
+    # the tiny model has 2 layers of the same shape: LoRA on one of them trains half the parameters
+    assert 2 * results["offswitch"]["trainable_params"] == results["baseline"]["trainable_params"] > 0
+    assert "offswitch's LoRA on layers 1..1 only (1 in all); the baseline's on every layer" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        bench_implant.main(["--model", "tiny", "--lora-layers", "a-b"])
+
+
 def test_bench_implant_compares_offswitch_with_a_trainer_baseline(tmp_path, capsys):
     out = tmp_path / "implant.json"
     figures = bench_implant.main(["--model", "tiny", "--steps", "2", "--batch-size", "4", "--threads", "1", "--device", "cpu",
