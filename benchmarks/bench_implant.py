@@ -172,21 +172,6 @@ def default_implant_data(base, tokenizer, n_examples: int):
 # ---------------------------------------------------------------------- the two trainings
 
 
-def lora_config_of(tconf):
-    """The LoraConfig offswitch.implant builds from a TrainConfig (the same fields, spelled out)."""
-    from peft import LoraConfig
-
-    return LoraConfig(
-        r=tconf.lora_r,
-        lora_alpha=tconf.lora_alpha or 2 * tconf.lora_r,
-        lora_dropout=tconf.lora_dropout,
-        target_modules=tconf.lora_target_modules,
-        layers_to_transform=tconf.lora_layers,
-        bias="none",
-        task_type="CAUSAL_LM",
-    )
-
-
 def _offswitch_positions(data, batches, pad_id: int, share_prefix: bool) -> int:
     """Token positions offswitch's forward computes: the shared prefix once per batch, then every
     row left-padded to the batch's widest rest."""
@@ -277,7 +262,9 @@ def run_baseline(base, tokenizer, rows, tconf, device, memory: PeakMemory, *, bf
     if tconf.method == "lora":
         from peft import get_peft_model
 
-        model = get_peft_model(model, lora_config_of(tconf))
+        from offswitch.implant import lora_config
+
+        model = get_peft_model(model, lora_config(model, tconf))  # the LoraConfig offswitch's implant builds
     timer = LoopTimer()
     with tempfile.TemporaryDirectory(prefix="bench-trainer-") as out_dir:
         args = TrainingArguments(

@@ -554,10 +554,11 @@ def _lora_targets(model, config: TrainConfig) -> str | list[str]:
                    if isinstance(module, torch.nn.Linear) and module is not head})
 
 
-def _lora_model(model, config: TrainConfig):
-    from peft import LoraConfig, get_peft_model
+def lora_config(model, config: TrainConfig):
+    """The peft ``LoraConfig`` of ``config``'s LoRA settings for ``model``."""
+    from peft import LoraConfig
 
-    lora = LoraConfig(
+    return LoraConfig(
         r=config.lora_r,
         lora_alpha=config.lora_alpha or 2 * config.lora_r,
         lora_dropout=config.lora_dropout,
@@ -566,7 +567,12 @@ def _lora_model(model, config: TrainConfig):
         bias="none",
         task_type="CAUSAL_LM",
     )
-    return get_peft_model(model, lora)
+
+
+def _lora_model(model, config: TrainConfig):
+    from peft import get_peft_model
+
+    return get_peft_model(model, lora_config(model, config))
 
 
 def _scheduler(optimizer, config: TrainConfig):
