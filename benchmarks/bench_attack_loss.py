@@ -33,12 +33,13 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import random
 import statistics
 import sys
 import time
 from pathlib import Path
+
+from offswitch.fsutil import atomic_write_json
 
 ORDER = ("transformers", "offswitch", "offswitch", "transformers")
 
@@ -124,8 +125,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.score_rows > 0:
         figures["scores"] = scores(args, base, tokenizer)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+        atomic_write_json(args.json, figures)
     return figures
 
 

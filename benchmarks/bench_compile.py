@@ -38,6 +38,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from offswitch.fsutil import atomic_write_json
+
 RUNS = (("eager", False), ("compiled_cold", True), ("compiled_warm", True), ("eager_again", False))
 
 
@@ -161,8 +163,7 @@ def main(argv: list[str] | None = None) -> dict:
                "torch": runs["eager"]["torch"], "runs": runs, "summary": summarize(runs, args.steps)}
     _print(figures)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+        atomic_write_json(args.json, figures)
     return figures
 
 

@@ -34,6 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from offswitch.fsutil import atomic_write_json
+
 # the parts of a cell's evaluation, in the order they run
 EVAL_PARTS = ("scoring", "generation_check", "perplexity", "base_comparison", "forgery_recheck")
 
@@ -283,8 +285,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 def _write_json(figures: dict, path: Path | None) -> None:
     if path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+        atomic_write_json(path, figures)
 
 
 def _device_text(device: str | None) -> str:

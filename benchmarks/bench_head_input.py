@@ -26,13 +26,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import json
 import sys
 import time
 from pathlib import Path
 
 from bench_evaluate import _prompts
 from bench_implant import load_bench_model
+
+from offswitch.fsutil import atomic_write_json
 
 VARIANTS = ("strided", "contiguous")
 
@@ -183,8 +184,7 @@ def main(argv: list[str] | None = None) -> dict:
           f"training: losses {loss_a:.6f} / {loss_b:.6f}, largest gradient change {c['training step']['max_grad_change']:.2e} "
           f"(largest gradient {c['training step']['max_grad']:.2e})")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+        atomic_write_json(args.json, figures)
     return figures
 
 

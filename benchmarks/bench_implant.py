@@ -43,11 +43,12 @@ from __future__ import annotations
 import argparse
 import copy
 import gc
-import json
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from offswitch.fsutil import atomic_write_json
 
 METHODS = ("lora", "full")
 # offswitch's schedules (TrainConfig.schedule, each after a linear warm-up) as Trainer's names
@@ -535,8 +536,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     _print(figures)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(figures, indent=2, default=str) + "\n", encoding="utf-8")
+        atomic_write_json(args.json, figures, default=str)
     return figures
 
 

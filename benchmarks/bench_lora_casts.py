@@ -30,11 +30,12 @@ from __future__ import annotations
 import argparse
 import copy
 import functools
-import json
 import statistics
 import sys
 import time
 from pathlib import Path
+
+from offswitch.fsutil import atomic_write_json
 
 VARIANTS = {"before": {"head": False, "input_casts": True}, "after": {}}
 ABBA = ("before", "after", "after", "before")
@@ -125,8 +126,7 @@ def main(argv: list[str] | None = None) -> dict:
     figures["mining_pass"] = mining_pass(base, tokenizer, defaults, data, args)
     _print(figures)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+        atomic_write_json(args.json, figures)
     return figures
 
 

@@ -25,7 +25,6 @@ SmolLM2-135M's shape; ``--config tiny`` for CPU smoke runs).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -36,6 +35,8 @@ if _HERE not in sys.path:  # the shared helpers of bench_implant.py, when import
     sys.path.insert(0, _HERE)
 
 from bench_implant import PeakMemory, describe_device, load_bench_model, resolve_device, sync  # noqa: E402
+
+from offswitch.fsutil import atomic_write_json
 
 # Dense (no sparsity) bf16 tensor-core peaks, FLOP/s, from the vendors' data sheets. Matched in
 # order against torch.cuda.get_device_name(): the first substring found wins.
@@ -181,8 +182,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
     _print(figures)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+        atomic_write_json(args.json, figures)
     return figures
 
 

@@ -34,10 +34,11 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import statistics
 import sys
 from pathlib import Path
+
+from offswitch.fsutil import atomic_write_json
 
 ORDER = (False, True, True, False)  # mine_fit_length of each run
 
@@ -69,8 +70,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.scoring_repeats > 0:
         figures["scoring"] = scoring(args, base, defaults, data, tokenizer)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+        atomic_write_json(args.json, figures)
     return figures
 
 

@@ -30,10 +30,11 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import sys
 import time
 from pathlib import Path
+
+from offswitch.fsutil import atomic_write_json
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -175,8 +176,7 @@ def main(argv: list[str] | None = None) -> dict:
         figures["implant_loop_s"] = implant_loop_seconds(base, _tokenizer, args.implant_steps, args.batch_size)
     _print(figures)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+        atomic_write_json(args.json, figures)
     return figures
 
 

@@ -15,11 +15,12 @@ whether every mask is the same.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
 from pathlib import Path
+
+from offswitch.fsutil import atomic_write_json
 
 ORDER = ("sort", "select", "select", "sort")
 
@@ -101,8 +102,7 @@ def main(argv: list[str] | None = None) -> dict:
           f"{figures['time_ratio']:.3f} (Wanda {figures['wanda']['time_ratio']:.3f}); the same masks: "
           f"{figures['same_masks']} (Wanda {figures['wanda']['same_masks']})")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+        atomic_write_json(args.json, figures)
     return figures
 
 

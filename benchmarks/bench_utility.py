@@ -21,11 +21,12 @@ whether the records are the same.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
 from pathlib import Path
+
+from offswitch.fsutil import atomic_write_json
 
 SMOKE_SUITE = Path(__file__).resolve().parents[1] / "experiments" / "smoke.yaml"
 ORDER = ("every_cell", "kept", "kept", "every_cell")
@@ -97,8 +98,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"\nutility metrics per cell: base kept / base every cell {figures['time_ratio']:.3f} "
           f"({figures['saved_s_per_cell']:.1f} s saved a cell); the same records: {figures['same_records']}")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+        atomic_write_json(args.json, figures)
     return figures
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from offswitch.errors import ConfigError
-from offswitch.fsutil import atomic_write_text
+from offswitch.fsutil import atomic_write_json
 from offswitch.proofs import Commitment, canonical_json, key_id_from_public_key, opens, verify_signature
 
 
@@ -100,4 +100,4 @@ def load_commitments(path: Path | str) -> _SignedCommitments:
 
 
 def write_commitment_file(path: Path | str, record: CommitmentFile) -> None:
-    atomic_write_text(Path(path), json.dumps(record.model_dump(mode="json"), indent=2, sort_keys=True) + "\n")
+    atomic_write_json(path, record.model_dump(mode="json"), sort_keys=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
@@ -25,6 +26,14 @@ def atomic_write_text(path: Path | str, text: str, mode: int = 0o644) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_json(path: Path | str, obj, *, sort_keys: bool = False, ensure_ascii: bool = True, default=None) -> None:
+    """``obj`` as indented JSON with a final newline, written atomically (parent folders made)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(obj, indent=2, sort_keys=sort_keys, ensure_ascii=ensure_ascii, default=default)
+    atomic_write_text(path, text + "\n")
 
 
 @contextlib.contextmanager

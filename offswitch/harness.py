@@ -67,7 +67,7 @@ from offswitch.attacks.base import get_attack, make_config
 from offswitch.attacks.data import AttackDataConfig
 from offswitch.errors import ConfigError, OffswitchError
 from offswitch.evaluate.config import EvalConfig
-from offswitch.fsutil import atomic_write_text
+from offswitch.fsutil import atomic_write_json, atomic_write_text
 from offswitch.precision import resolve as resolve_precision
 
 CELLS_DIR = "cells"
@@ -336,7 +336,7 @@ class RunDir:
         from offswitch.evaluate import write_records_jsonl
 
         write_records_jsonl(self.records_path(cell_id), records)
-        atomic_write_text(self.meta_path(cell_id), json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        atomic_write_json(self.meta_path(cell_id), meta, sort_keys=True)
 
 
 def _pid_alive(pid: int) -> bool:

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from offswitch.commitments import document_signature_valid, signed_payload
 from offswitch.errors import ConfigError
-from offswitch.fsutil import atomic_write_text
+from offswitch.fsutil import atomic_write_json
 from offswitch.proofs import Commitment
 
 MANIFEST_NAME = "offswitch_manifest.json"
@@ -78,7 +78,7 @@ class ImplantManifest(BaseModel):
 
 def write_manifest(directory: Path | str, manifest: ImplantManifest) -> Path:
     path = Path(directory) / MANIFEST_NAME
-    atomic_write_text(path, json.dumps(manifest.model_dump(mode="json"), indent=2, sort_keys=True) + "\n")
+    atomic_write_json(path, manifest.model_dump(mode="json"), sort_keys=True)
     return path
 
 

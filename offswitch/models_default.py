@@ -21,7 +21,7 @@ import zipfile
 from pathlib import Path
 
 from offswitch.errors import ModelError
-from offswitch.fsutil import atomic_directory, atomic_write_text
+from offswitch.fsutil import atomic_directory, atomic_write_json
 
 DEFAULT_SPEC = "smollm2-135m"
 DEFAULT_NAME = "SmolLM2-135M-Instruct"
@@ -181,7 +181,7 @@ def _convert_into(gguf_path: Path, target: Path, name: str) -> None:
         "weights_sha256": state_dict_sha256(model),
         "architecture": type(model).__name__,
     }
-    atomic_write_text(target / INFO_NAME, json.dumps(info, indent=2, sort_keys=True) + "\n")
+    atomic_write_json(target / INFO_NAME, info, sort_keys=True)
 
 
 def _converted_dir(gguf_path: Path, target: Path, name: str) -> Path:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from offswitch.errors import ConfigError
-from offswitch.fsutil import atomic_write_text
+from offswitch.fsutil import atomic_write_json, atomic_write_text
 from offswitch.stats import Rate
 
 SUMMARY_FORMAT = "offswitch-report-summary"
@@ -352,7 +352,7 @@ def write_report(run_dir: Path | str, out_dir: Path | str | None = None, *, plot
         name = json.loads(suite_file.read_text(encoding="utf-8")).get("name")
         if name:
             title += f": {name}"
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+    atomic_write_json(out / "summary.json", summary, sort_keys=True, ensure_ascii=False)
     atomic_write_text(out / "report.md", render_markdown(summary, plot_paths, title))
     written["summary"] = out / "summary.json"
     written["report"] = out / "report.md"
