@@ -34,6 +34,11 @@ import json
 import random
 import sys
 import time
+from pathlib import Path
+
+from offswitch.fsutil import atomic_write_json
+
+PRINT_JSON = Path("-")  # --json without a path
 
 
 def _prompts(n: int, seed: int) -> list[str]:
@@ -71,7 +76,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--no-shared-prefix", action="store_true", help="score without sharing the common prompt prefix")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto", help="see offswitch.precision")
-    parser.add_argument("--json", action="store_true", help="print the figures as one JSON line too")
+    parser.add_argument("--json", nargs="?", type=Path, const=PRINT_JSON, default=None, metavar="PATH",
+                        help="write the figures as JSON to PATH (as the other benchmarks); without PATH, print them as one line")
     args = parser.parse_args(argv)
 
     import torch
@@ -181,8 +187,10 @@ def main(argv: list[str] | None = None) -> dict:
     if disagreements:
         margins = ", ".join(f"{scores[i].min_margin:.2g}" for i in disagreements[:10])
         print(f"disagreements at cases {disagreements[:10]} (min logit margins {margins})")
-    if args.json:
+    if args.json == PRINT_JSON:
         print(json.dumps(figures))
+    elif args.json:
+        atomic_write_json(args.json, figures)
     return figures
 
 

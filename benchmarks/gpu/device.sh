@@ -81,7 +81,7 @@ step mfu-135m 90 "$py" benchmarks/bench_mfu.py "${mfu[@]}" --json "$OUT/mfu-135m
 # offswitch's loop against the Trainer, LoRA and full, with the quality probes
 step implant 200 "$py" benchmarks/bench_implant.py "${implant[@]}" --json "$OUT/implant.json"
 # scorer against generate
-step evaluate 60 bash -c "set -o pipefail; \"$py\" benchmarks/bench_evaluate.py ${evaluate[*]} --json | tail -n 1 > \"$OUT/evaluate.json\""
+step evaluate 60 "$py" benchmarks/bench_evaluate.py "${evaluate[@]}" --json "$OUT/evaluate.json"
 # torch.compile of the training forward pass (not rehearsed: inductor's C++ build alone outlasts the limit on a CPU)
 [[ -n "$rehearsal" ]] || step compile 150 "$py" benchmarks/bench_compile.py "${compile[@]}" --json "$OUT/compile.json"
 # a whole default implant (its manifest holds its timings by part; no trigger in it)

@@ -114,9 +114,10 @@ def test_bench_mining_times_both_placements_of_mined_negatives(tmp_path, capsys)
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_bench_evaluate_times_scorer_and_generate_on_the_same_cases(tiny_llama_dir, precision, capsys):
+def test_bench_evaluate_times_scorer_and_generate_on_the_same_cases(tiny_llama_dir, precision, capsys, tmp_path):
     figures = bench_evaluate.main(["--model", str(tiny_llama_dir), "--n", "12", "--batch-size", "4", "--device", "cpu",
-                                   "--threads", "1", "--precision", precision])
+                                   "--threads", "1", "--precision", precision, "--json", str(tmp_path / "out" / "evaluate.json")])
+    assert json.loads((tmp_path / "out" / "evaluate.json").read_text(encoding="utf-8"))["n"] == 12
     assert figures["n"] == 12 and figures["precision"] == ("bf16 autocast" if precision == "bf16" else "fp32")
     assert _finite_positive(figures["scorer_prompts_per_s"]) and _finite_positive(figures["generate_prompts_per_s"])
     assert figures["speedup"] == pytest.approx(figures["scorer_prompts_per_s"] / figures["generate_prompts_per_s"])
