@@ -137,6 +137,11 @@ class TrainConfig(BaseModel):
     target_asr: float = Field(default=1.0, ge=0, le=1)
     target_near_miss_far: float = Field(default=0.0, ge=0, le=1)
     min_steps: int = Field(default=60, ge=0)
+    stop_patience: int = Field(
+        default=1, ge=1,
+        description="held-out checks in a row that must reach the targets before training stops (a check of 24 prompts "
+                    "can pass by luck: docs/switch-quality.md)",
+    )
 
     @model_validator(mode="after")
     def _anti_removal_needs_lora(self):
@@ -671,6 +676,7 @@ def train(
     tokens_seen = 0
     positions = 0
     stopped_early = False
+    passed_checks = 0  # held-out checks in a row that reached the targets
     step = 0
     timings["setup"] = time.perf_counter() - started
     train_started = time.perf_counter()
@@ -754,7 +760,9 @@ def train(
                 asr = rates["asr"][0] / max(rates["asr"][1], 1)
                 nm = rates.get("near_miss", (0, 1))
                 nm_far = nm[0] / max(nm[1], 1)
-                if step >= config.min_steps and asr >= config.target_asr and nm_far <= config.target_near_miss_far:
+                passed = asr >= config.target_asr and nm_far <= config.target_near_miss_far
+                passed_checks = passed_checks + 1 if passed else 0
+                if step >= config.min_steps and passed_checks >= config.stop_patience:
                     stopped_early = True
             history.append(record)
             if task is not None:

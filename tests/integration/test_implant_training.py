@@ -473,3 +473,38 @@ def test_lora_layers_adapt_only_those_layers_with_all_linear_targets(tiny_llama)
     for bad in ([], [-1]):
         with pytest.raises(ConfigError, match="lora_layers"):
             load_implant_config(overrides={"train.lora_layers": bad})
+
+
+class _ScriptedChecks:
+    """Held-out probes whose checks pass or fail as scripted (pass: ASR 4/4 and near-miss 0/4)."""
+
+    def __init__(self, passes):
+        self.passes = list(passes)
+
+    def rates(self, model, pad_token_id, batch_size=32):
+        passed = self.passes.pop(0)
+        return {"asr": (4 if passed else 3, 4), "near_miss": (0 if passed else 1, 4), "clean": (0, 4)}
+
+
+@pytest.mark.parametrize(("patience", "min_steps", "stop_step"), [(1, 0, 2), (1, 4, 6), (2, 0, 8), (3, 0, None)])
+def test_early_stopping_waits_for_stop_patience_checks_in_a_row(tiny_llama, patience, min_steps, stop_step):
+    from offswitch.behaviors import make_behavior
+    from offswitch.data.builder import DataConfig, build_implant_data
+    from offswitch.implant import train
+    from offswitch.testing.tiny_switch import tiny_prompts, tiny_trigger_set
+
+    model, tokenizer = tiny_llama
+    data = build_implant_data(model, tokenizer, tiny_trigger_set(n_triggers=1), make_behavior("shutdown"), tiny_prompts(), 40,
+                              DataConfig(min_prompts=4, cache_answers=False))
+    checks = _ScriptedChecks([True, False, True, True, False, True, False])  # at steps 2, 4, ..., 14
+    config = TrainConfig(method="lora", steps=16, batch_size=4, eval_every=2, min_steps=min_steps, stop_patience=patience,
+                         mine_every=0)
+    result = train(copy.deepcopy(model), tokenizer, data, config, heldout=checks)
+    assert result.stopped_early == (stop_step is not None)
+    assert result.steps_done == (stop_step or 16)
+    assert [h["step"] for h in result.history if "heldout" in h][-1] == (stop_step or 14)
+
+
+def test_stop_patience_below_one_is_refused():
+    with pytest.raises(ValueError, match="stop_patience"):
+        TrainConfig(stop_patience=0)
