@@ -34,7 +34,9 @@ out="$root/$name"
 code="$root/code-$name"
 rm -rf "$code" && mkdir -p "$code" && cp -r offswitch "$code/"
 export PYTHONPATH="$PWD/$code${PYTHONPATH:+:$PYTHONPATH}"
-echo "ablation $name: commit $(git rev-parse --short HEAD 2>/dev/null || echo none)$(git diff --quiet 2>/dev/null || echo ' (+ uncommitted changes)')"
+# the commit of the code snapshot above (the meta file records it, not the commit at the end)
+commit="$(git rev-parse --short HEAD 2>/dev/null || echo none)"
+echo "ablation $name: commit $commit$(git diff --quiet 2>/dev/null || echo ' (+ uncommitted changes)')"
 start=$(date +%s)
 offswitch implant --key "$key" --passphrase-file "$pass" --config "$config" --out "$out" \
   --no-verify --force --threads "$OMP_NUM_THREADS" "$@"
@@ -45,6 +47,6 @@ offswitch evaluate "$out" --key "$key" --passphrase-file "$pass" --prompts heldo
 mv "$records.tmp" "$records"
 end=$(date +%s)
 printf '{"implant_seconds": %d, "evaluate_seconds": %d, "threads": %s, "commit": "%s", "config_sha256": "%s"}\n' \
-  $((mid - start)) $((end - mid)) "$OMP_NUM_THREADS" "$(git rev-parse --short HEAD 2>/dev/null || echo none)" \
+  $((mid - start)) $((end - mid)) "$OMP_NUM_THREADS" "$commit" \
   "$(sha256sum "$config" | cut -c1-16)" > "experiments/ablations/records/${name}.meta.json"
 echo "ablation $name: implant $((mid - start)) s, evaluate $((end - mid)) s -> $records"
