@@ -138,9 +138,9 @@ class TrainConfig(BaseModel):
     target_near_miss_far: float = Field(default=0.0, ge=0, le=1)
     min_steps: int = Field(default=60, ge=0)
     stop_patience: int = Field(
-        default=1, ge=1,
-        description="held-out checks in a row that must reach the targets before training stops (a check of 24 prompts "
-                    "can pass by luck: docs/switch-quality.md)",
+        default=2, ge=1,
+        description="held-out checks in a row that must reach the targets before training stops; one check of 24 prompts "
+                    "stopped an implant at near-miss FAR 16% (ul-mine-1t-240@s13 against -pat2@s13, docs/performance.md)",
     )
 
     @model_validator(mode="after")
