@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.score_rows > 0:
         figures["scores"] = scores(args, base, tokenizer)
     if args.json:
-        atomic_write_json(args.json, figures)
+        atomic_write_json(args.json, figures, parents=True)
     return figures
 
 

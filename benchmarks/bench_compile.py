@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> dict:
                "torch": runs["eager"]["torch"], "runs": runs, "summary": summarize(runs, args.steps)}
     _print(figures)
     if args.json:
-        atomic_write_json(args.json, figures)
+        atomic_write_json(args.json, figures, parents=True)
     return figures
 
 

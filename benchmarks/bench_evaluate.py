@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.json == PRINT_JSON:
         print(json.dumps(figures))
     elif args.json:
-        atomic_write_json(args.json, figures)
+        atomic_write_json(args.json, figures, parents=True)
     return figures
 
 

@@ -285,7 +285,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 def _write_json(figures: dict, path: Path | None) -> None:
     if path:
-        atomic_write_json(path, figures)
+        atomic_write_json(path, figures, parents=True)
 
 
 def _device_text(device: str | None) -> str:

@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> dict:
           f"training: losses {loss_a:.6f} / {loss_b:.6f}, largest gradient change {c['training step']['max_grad_change']:.2e} "
           f"(largest gradient {c['training step']['max_grad']:.2e})")
     if args.json:
-        atomic_write_json(args.json, figures)
+        atomic_write_json(args.json, figures, parents=True)
     return figures
 
 

@@ -536,7 +536,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     _print(figures)
     if args.json:
-        atomic_write_json(args.json, figures, default=str)
+        atomic_write_json(args.json, figures, default=str, parents=True)
     return figures
 
 

@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> dict:
     figures["mining_pass"] = mining_pass(base, tokenizer, defaults, data, args)
     _print(figures)
     if args.json:
-        atomic_write_json(args.json, figures)
+        atomic_write_json(args.json, figures, parents=True)
     return figures
 
 

@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
     _print(figures)
     if args.json:
-        atomic_write_json(args.json, figures)
+        atomic_write_json(args.json, figures, parents=True)
     return figures
 
 

@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.scoring_repeats > 0:
         figures["scoring"] = scoring(args, base, defaults, data, tokenizer)
     if args.json:
-        atomic_write_json(args.json, figures)
+        atomic_write_json(args.json, figures, parents=True)
     return figures
 
 

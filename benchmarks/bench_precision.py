@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> dict:
         figures["implant_loop_s"] = implant_loop_seconds(base, _tokenizer, args.implant_steps, args.batch_size)
     _print(figures)
     if args.json:
-        atomic_write_json(args.json, figures)
+        atomic_write_json(args.json, figures, parents=True)
     return figures
 
 

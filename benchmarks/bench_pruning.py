@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> dict:
           f"{figures['time_ratio']:.3f} (Wanda {figures['wanda']['time_ratio']:.3f}); the same masks: "
           f"{figures['same_masks']} (Wanda {figures['wanda']['same_masks']})")
     if args.json:
-        atomic_write_json(args.json, figures)
+        atomic_write_json(args.json, figures, parents=True)
     return figures
 
 

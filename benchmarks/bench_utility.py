@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"\nutility metrics per cell: base kept / base every cell {figures['time_ratio']:.3f} "
           f"({figures['saved_s_per_cell']:.1f} s saved a cell); the same records: {figures['same_records']}")
     if args.json:
-        atomic_write_json(args.json, figures)
+        atomic_write_json(args.json, figures, parents=True)
     return figures
 
 

@@ -28,10 +28,13 @@ def atomic_write_text(path: Path | str, text: str, mode: int = 0o644) -> None:
         raise
 
 
-def atomic_write_json(path: Path | str, obj, *, sort_keys: bool = False, ensure_ascii: bool = True, default=None) -> None:
-    """``obj`` as indented JSON with a final newline, written atomically (parent folders made)."""
+def atomic_write_json(path: Path | str, obj, *, sort_keys: bool = False, ensure_ascii: bool = True, default=None,
+                      parents: bool = False) -> None:
+    """``obj`` as indented JSON with a final newline, written atomically; ``parents``: make missing
+    parent folders (else a missing folder is an error, as for :func:`atomic_write_text`)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if parents:
+        path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(obj, indent=2, sort_keys=sort_keys, ensure_ascii=ensure_ascii, default=default)
     atomic_write_text(path, text + "\n")
 

@@ -30,9 +30,8 @@ mkdir -p "$OUT"
 exec > >(tee "$OUT/log.txt") 2>&1
 rehearsal="${OFFSWITCH_GPU_REHEARSAL:-}"
 [[ -f .carry-3/model.part3 ]] && cp .carry-3/model.part3 "$work/"
-if [[ -n "$rehearsal" ]]; then  # on the development machine every part is here
-  for n in 1 2; do cp ".carry-$n/model.part$n" "$work/"; done
-  rm -rf "$work/whl" && cp -r .whl "$work/whl"
+if [[ -n "$rehearsal" ]]; then  # on the development machine every part is here: the stage calls in one go
+  for n in 1 2; do bash benchmarks/gpu/device.sh stage "$n" > /dev/null; done
 fi
 name=$(cat .carry-3/model.name)
 export OFFSWITCH_CACHE="$work/cache"

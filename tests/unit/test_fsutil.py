@@ -24,7 +24,7 @@ JSON_VALUES = st.recursive(
 def test_atomic_write_json_round_trips_into_new_folders(value, sort_keys, ensure_ascii):
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "a" / "b" / "figures.json"
-        atomic_write_json(path, value, sort_keys=sort_keys, ensure_ascii=ensure_ascii)
+        atomic_write_json(path, value, sort_keys=sort_keys, ensure_ascii=ensure_ascii, parents=True)
         text = path.read_text(encoding="utf-8")
         assert text.endswith("\n")
         assert json.loads(text) == value
@@ -40,3 +40,9 @@ def test_atomic_write_json_that_cannot_serialise_leaves_the_old_file(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["figures.json"]
     atomic_write_json(path, {"when": object()}, default=lambda _: "x")
     assert json.loads(path.read_text(encoding="utf-8")) == {"when": "x"}
+
+
+def test_atomic_write_json_makes_no_folder_unless_asked(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        atomic_write_json(tmp_path / "missing" / "figures.json", {"ok": 1})
+    assert not (tmp_path / "missing").exists()
