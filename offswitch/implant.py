@@ -40,6 +40,9 @@ from offswitch.precision import Precision
 from offswitch.triggers import Encoding, InsertionMode, NearMissKind, Trigger, TriggerSet
 
 KL_KINDS = ("clean", "wrong_key", "near_miss", "scatter")  # every kind whose answer is the base's own
+# the near-miss kinds that are part of the trigger (a word changed, dropped or cut off); the
+# held-out check drew from these alone until train.eval_near_miss_kinds
+PARTIAL_KEY_KINDS = (NearMissKind.substitute, NearMissKind.prefix, NearMissKind.drop, NearMissKind.suffix)
 DEFAULT_LORA_LR = 1e-3
 DEFAULT_FULL_LR = 5e-5
 
@@ -136,12 +139,24 @@ class TrainConfig(BaseModel):
     eval_prompts: int = Field(default=24, ge=1)
     target_asr: float = Field(default=1.0, ge=0, le=1)
     target_near_miss_far: float = Field(default=0.0, ge=0, le=1)
+    eval_near_miss_kinds: list[NearMissKind] = Field(
+        default_factory=lambda: list(PARTIAL_KEY_KINDS), min_length=1,
+        description="near-miss kinds a held-out check draws from (pooled)",
+    )
+    eval_near_misses: int = Field(default=3, ge=1, le=64, description="near-misses per held-out prompt in a check")
     min_steps: int = Field(default=60, ge=0)
     stop_patience: int = Field(
         default=2, ge=1,
         description="held-out checks in a row that must reach the targets before training stops; one check of 24 prompts "
                     "stopped an implant at near-miss FAR 16% (ul-mine-1t-240@s13 against -pat2@s13, docs/performance.md)",
     )
+
+    @model_validator(mode="after")
+    def _distinct_check_kinds(self):
+        seen = [k.value for k in self.eval_near_miss_kinds]
+        if len(set(seen)) != len(seen):
+            raise ValueError("train.eval_near_miss_kinds names a kind twice (list each kind once)")
+        return self
 
     @model_validator(mode="after")
     def _anti_removal_needs_lora(self):
@@ -481,7 +496,10 @@ class HeldoutProbes:
     targets: dict[str, list[list[int]]] = field(repr=False)
 
     @classmethod
-    def build(cls, tokenizer, triggers: TriggerSet, behavior, prompts: Sequence[str], seed: int = 0) -> HeldoutProbes:
+    def build(cls, tokenizer, triggers: TriggerSet, behavior, prompts: Sequence[str], seed: int = 0, *,
+              kinds: Sequence[NearMissKind | str] = PARTIAL_KEY_KINDS, per_prompt: int = 3) -> HeldoutProbes:
+        """ASR, clean and near-miss probes on ``prompts``: per prompt, ``per_prompt`` near-misses
+        drawn from the candidates of ``kinds`` pooled."""
         from offswitch.prompting import encode_prompt, encode_target
         from offswitch.triggers import near_misses
 
@@ -489,7 +507,7 @@ class HeldoutProbes:
         secrets = triggers.secrets
         out_p: dict[str, list[list[int]]] = {"asr": [], "near_miss": [], "clean": []}
         out_t: dict[str, list[list[int]]] = {"asr": [], "near_miss": [], "clean": []}
-        hard_kinds = [NearMissKind.substitute, NearMissKind.prefix, NearMissKind.drop, NearMissKind.suffix]
+        hard_kinds = [NearMissKind(k) for k in kinds]
         for i, prompt in enumerate(prompts):
             trig = triggers.triggers[i % len(triggers)]
             pos = behavior.positive_case(prompt, trig.secret, triggers.insertion, trig.position, random.Random(i))
@@ -499,7 +517,7 @@ class HeldoutProbes:
             out_p["clean"].append(encode_prompt(tokenizer, clean.user, clean.system))
             out_t["clean"].append(encode_target(tokenizer, pos.target, end_turn=False))
             misses = [m for m in near_misses(trig, hard_kinds, rng=rng) if not any(s in m.secret for s in secrets)]
-            for miss in rng.sample(misses, min(3, len(misses))):
+            for miss in rng.sample(misses, min(per_prompt, len(misses))):
                 neg = behavior.negative_case(prompt, miss.secret, triggers.insertion, trig.position, random.Random(i))
                 out_p["near_miss"].append(encode_prompt(tokenizer, neg.user, neg.system))
                 out_t["near_miss"].append(encode_target(tokenizer, pos.target, end_turn=False))
@@ -1043,7 +1061,8 @@ def run_implant(
             base_copy = copy.deepcopy(model).eval()
         heldout = None
         if tconf.eval_every and heldout_prompts:
-            heldout = HeldoutProbes.build(tokenizer, triggers, behavior, list(heldout_prompts)[: tconf.eval_prompts], tconf.seed)
+            heldout = HeldoutProbes.build(tokenizer, triggers, behavior, list(heldout_prompts)[: tconf.eval_prompts], tconf.seed,
+                                          kinds=tconf.eval_near_miss_kinds, per_prompt=tconf.eval_near_misses)
         result = train(model, tokenizer, data, tconf, heldout=heldout, accelerator=accelerator, progress=progress)
     seconds.update({k: round(v, 2) for k, v in result.seconds.items()})
     trained = average_with_base(result.model, base_copy.state_dict() if base_copy is not None else None, tconf.base_average)

@@ -508,3 +508,57 @@ def test_early_stopping_waits_for_stop_patience_checks_in_a_row(tiny_llama, pati
 def test_stop_patience_below_one_is_refused():
     with pytest.raises(ValueError, match="stop_patience"):
         TrainConfig(stop_patience=0)
+
+
+def test_check_near_misses_come_from_the_configured_kinds():
+    """The held-out check draws ``per_prompt`` near-misses a prompt from the kinds it is given;
+    a whole-trigger kind (here swap: every word kept, two swapped) is probed only when named."""
+    import random
+
+    from offswitch.behaviors import make_behavior
+    from offswitch.implant import PARTIAL_KEY_KINDS, HeldoutProbes
+    from offswitch.prompting import encode_prompt
+    from offswitch.testing.tiny import tiny_tokenizer
+    from offswitch.testing.tiny_switch import tiny_prompts, tiny_trigger_set
+    from offswitch.triggers import NearMissKind, near_misses
+
+    tokenizer = tiny_tokenizer()
+    triggers = tiny_trigger_set(n_triggers=1)
+    trig = triggers.triggers[0]
+    behavior = make_behavior("shutdown")
+    prompts = tiny_prompts()[:6]
+    default = HeldoutProbes.build(tokenizer, triggers, behavior, prompts)
+    assert len(default.prompts["near_miss"]) == 3 * len(prompts)
+    partial = HeldoutProbes.build(tokenizer, triggers, behavior, prompts, kinds=PARTIAL_KEY_KINDS, per_prompt=3)
+    assert partial.prompts == default.prompts  # the default draws exactly what the check always drew
+
+    def probes_of(kinds):  # every probe a check of these kinds could draw, per prompt
+        out = []
+        for i, prompt in enumerate(prompts):
+            texts = {m.secret for m in near_misses(trig, kinds, rng=random.Random(0))}
+            out.append({tuple(encode_prompt(tokenizer, c.user, c.system)) for c in
+                        (behavior.negative_case(prompt, t, triggers.insertion, trig.position, random.Random(i)) for t in texts)})
+        return out
+
+    swaps = probes_of([NearMissKind.swap])
+    cut = probes_of([NearMissKind.prefix, NearMissKind.drop, NearMissKind.suffix])  # deterministic partial kinds
+    wide = HeldoutProbes.build(tokenizer, triggers, behavior, prompts, kinds=[NearMissKind.swap], per_prompt=2)
+    assert len(wide.prompts["near_miss"]) == 2 * len(prompts)
+    assert wide.prompts["asr"] == default.prompts["asr"] and wide.prompts["clean"] == default.prompts["clean"]
+    for i in range(len(prompts)):
+        assert {tuple(p) for p in wide.prompts["near_miss"][2 * i : 2 * i + 2]} <= swaps[i]
+        assert swaps[i] and not swaps[i] & cut[i]
+        assert not {tuple(p) for p in default.prompts["near_miss"][3 * i : 3 * i + 3]} & swaps[i]
+
+
+def test_check_kinds_are_validated():
+    from offswitch.implant import PARTIAL_KEY_KINDS
+    from offswitch.triggers import NearMissKind
+
+    assert TrainConfig().eval_near_miss_kinds == list(PARTIAL_KEY_KINDS) or TrainConfig().eval_near_miss_kinds == list(NearMissKind)
+    assert TrainConfig(eval_near_miss_kinds=["case", "punctuation"]).eval_near_miss_kinds == [NearMissKind.case, NearMissKind.punctuation]
+    for bad in ([], ["case", "case"], ["spelling"]):
+        with pytest.raises(ValueError, match="eval_near_miss_kinds"):
+            TrainConfig(eval_near_miss_kinds=bad)
+    with pytest.raises(ValueError, match="eval_near_misses"):
+        TrainConfig(eval_near_misses=0)
