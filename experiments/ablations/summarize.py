@@ -53,7 +53,13 @@ def _worst(records, with_position: bool):
 
 
 def summarize(name: str, folder: str = "records") -> dict:
-    records = read_records_jsonl(HERE / folder / f"{name}.jsonl")
+    path = HERE / folder / f"{name}.jsonl"
+    if not path.is_file():
+        config, _, label = name.partition("@")
+        rerun = (f"bash experiments/ablations/confirm.sh {name}" if folder == "confirm"
+                 else f"{f'ABLATION_KEY={label} ' if label else ''}bash experiments/ablations/run.sh {config}")
+        raise SystemExit(f"no {'confirmation' if folder == 'confirm' else 'screen'} records of {name} ({path.relative_to(HERE.parents[1])}); run `{rerun}` first")
+    records = read_records_jsonl(path)
     meta_path = HERE / folder / f"{name}.meta.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     ppl, kl = _value(records, "perplexity"), _value(records, "kl_base_model")

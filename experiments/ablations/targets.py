@@ -62,6 +62,10 @@ def _positions(cells: dict, bar: float) -> str:
 
 
 def table(names: list[str]) -> str:
+    missing = [name for name in names if not (CONFIRM / f"{name}.jsonl").is_file()]
+    if missing:
+        raise SystemExit(f"no confirmation records of {', '.join(missing)} in experiments/ablations/confirm/; "
+                         f"run `bash experiments/ablations/confirm.sh {missing[0]}` first")
     loaded = {name: read_records_jsonl(CONFIRM / f"{name}.jsonl") for name in names}
     rows: list[tuple[str, str, list[str]]] = []
 

@@ -80,3 +80,16 @@ def test_the_docs_target_table_equals_the_one_regenerated_from_the_confirmation_
     confirmed = sorted((ROOT / "experiments/ablations/confirm").glob("*.jsonl"))
     header = targets.main([]).splitlines()[0]
     assert confirmed and header.count("|") == 3 + len(confirmed)
+
+
+@pytest.mark.parametrize(("script", "args", "rerun"), [
+    ("summarize.py", ["no-such-ablation@k9"], "ABLATION_KEY=k9 bash experiments/ablations/run.sh no-such-ablation"),
+    ("summarize.py", ["--compare", "no-such-ablation", "ul-mine-1t-240", "--confirm"], "confirm.sh no-such-ablation"),
+    ("targets.py", ["ul-mine-1t-240", "no-such-ablation"], "confirm.sh no-such-ablation"),
+])
+def test_a_missing_record_is_one_line_naming_the_rerun(script, args, rerun):
+    module = load_script(ROOT / "experiments/ablations" / script, f"ablation_{script[:-3]}_missing")
+    with pytest.raises(SystemExit) as exc:
+        module.main(args)
+    message = str(exc.value.code)
+    assert "\n" not in message and "no-such-ablation" in message and rerun in message
