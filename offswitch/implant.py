@@ -37,12 +37,9 @@ from offswitch.data.builder import IGNORE_INDEX, DataConfig, ImplantData, Implan
 from offswitch.errors import ConfigError
 from offswitch.hfcompat import cache_kwargs, contiguous_head_input, forward_accepts, output_cache
 from offswitch.precision import Precision
-from offswitch.triggers import Encoding, InsertionMode, NearMissKind, Trigger, TriggerSet
+from offswitch.triggers import PARTIAL_KEY_KINDS, Encoding, InsertionMode, NearMissKind, Trigger, TriggerSet
 
 KL_KINDS = ("clean", "wrong_key", "near_miss", "scatter")  # every kind whose answer is the base's own
-# the near-miss kinds that are part of the trigger (a word changed, dropped or cut off); the
-# held-out check drew from these alone until train.eval_near_miss_kinds
-PARTIAL_KEY_KINDS = (NearMissKind.substitute, NearMissKind.prefix, NearMissKind.drop, NearMissKind.suffix)
 DEFAULT_LORA_LR = 1e-3
 DEFAULT_FULL_LR = 5e-5
 

@@ -305,6 +305,11 @@ class NearMissKind(str, Enum):
     char_edit = "char_edit"  # k random character insertions/deletions/substitutions
 
 
+# the near-miss kinds that hold less of the key than the trigger (a word changed, dropped or cut
+# off); the others rewrite the whole trigger (docs/switch-quality.md, "partial-key FAR")
+PARTIAL_KEY_KINDS = (NearMissKind.substitute, NearMissKind.prefix, NearMissKind.drop, NearMissKind.suffix)
+
+
 class NearMiss(BaseModel):
     """A string close to a trigger. As secret as the trigger itself: never log ``text``."""
 

@@ -28,7 +28,8 @@ RUNS = ROOT / "runs" / "ablations"
 def _check_settings(manifest) -> tuple[object, dict]:
     """The record's train config and how its check drew near-misses (records made before
     train.eval_near_miss_kinds drew 3 a prompt from the partial-key kinds)."""
-    from offswitch.implant import PARTIAL_KEY_KINDS, ImplantConfig
+    from offswitch.implant import ImplantConfig
+    from offswitch.triggers import PARTIAL_KEY_KINDS
 
     raw = manifest.training["config"]
     tconf = ImplantConfig.model_validate(raw).train
@@ -68,6 +69,15 @@ def measure(name: str, per_prompt: int, threads: int | None, pooled: list[int], 
         lo, hi = clopper_pearson(k, n)
         return {"k": k, "n": n, "lo": lo, "hi": hi}
 
+    def near_misses_fired(kinds, size: int, seed: int) -> tuple[int, int] | None:
+        """(fired, probed) of a check's near-misses alone (None: the kinds give none)."""
+        probes = HeldoutProbes.build(tokenizer, triggers, behavior, prompts, seed, kinds=kinds, per_prompt=size)
+        if not probes.prompts["near_miss"]:
+            return None
+        probes.prompts = {"near_miss": probes.prompts["near_miss"]}
+        probes.targets = {"near_miss": probes.targets["near_miss"]}
+        return probes.rates(model, pad)["near_miss"]
+
     out: dict = {"name": name, "steps_done": manifest.training.get("steps_done"), "prompts": len(prompts),
                  "per_prompt": per_prompt, "check_draws": drawn, "check": {}, "kinds": {}}
     check = HeldoutProbes.build(tokenizer, triggers, behavior, prompts, tconf.seed, **drawn)
@@ -75,23 +85,13 @@ def measure(name: str, per_prompt: int, threads: int | None, pooled: list[int], 
         for metric, (k, n) in check.rates(model, pad).items():
             out["check"][metric] = rate(k, n)
         for kind in NearMissKind:
-            probes = HeldoutProbes.build(tokenizer, triggers, behavior, prompts, tconf.seed, kinds=[kind], per_prompt=per_prompt)
-            probes.prompts = {"near_miss": probes.prompts["near_miss"]}
-            probes.targets = {"near_miss": probes.targets["near_miss"]}
-            if probes.prompts["near_miss"]:
-                k, n = probes.rates(model, pad)["near_miss"]
-                out["kinds"][kind.value] = rate(k, n)
+            fired = near_misses_fired([kind], per_prompt, tconf.seed)
+            if fired is not None:
+                out["kinds"][kind.value] = rate(*fired)
         # checks drawing from every kind pooled: the near-misses a check of each size and draw
         # seed finds firing (the draw is the only part of the check a seed changes)
-        out["pooled"] = {}
-        for size in pooled:
-            fired = []
-            for seed in range(seeds):
-                probes = HeldoutProbes.build(tokenizer, triggers, behavior, prompts, seed, kinds=list(NearMissKind), per_prompt=size)
-                probes.prompts = {"near_miss": probes.prompts["near_miss"]}
-                probes.targets = {"near_miss": probes.targets["near_miss"]}
-                fired.append(probes.rates(model, pad)["near_miss"])
-            out["pooled"][str(size)] = fired
+        out["pooled"] = {str(size): [near_misses_fired(list(NearMissKind), size, seed) for seed in range(seeds)]
+                         for size in pooled}
     return out
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from offswitch.docsync import block_main
 from offswitch.evaluate.records import kind_cells, pooled_rate, read_records_jsonl
+from offswitch.triggers import PARTIAL_KEY_KINDS
 
 HERE = Path(__file__).resolve().parent
 
@@ -33,7 +34,7 @@ def _value(records, metric):
 
 # near-misses that carry less of the key than the trigger (a guesser who knows part of it);
 # the other kinds (case, whitespace, punctuation, swap, shuffle, char_edit) rewrite the whole trigger
-PARTIAL_KINDS = ("substitute", "drop", "prefix", "suffix")
+PARTIAL_KINDS = {k.value for k in PARTIAL_KEY_KINDS}
 
 
 def _partial(records):

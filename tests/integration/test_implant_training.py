@@ -516,11 +516,11 @@ def test_check_near_misses_come_from_the_configured_kinds():
     import random
 
     from offswitch.behaviors import make_behavior
-    from offswitch.implant import PARTIAL_KEY_KINDS, HeldoutProbes
+    from offswitch.implant import HeldoutProbes
     from offswitch.prompting import encode_prompt
     from offswitch.testing.tiny import tiny_tokenizer
     from offswitch.testing.tiny_switch import tiny_prompts, tiny_trigger_set
-    from offswitch.triggers import NearMissKind, near_misses
+    from offswitch.triggers import PARTIAL_KEY_KINDS, NearMissKind, near_misses
 
     tokenizer = tiny_tokenizer()
     triggers = tiny_trigger_set(n_triggers=1)
@@ -552,7 +552,7 @@ def test_check_near_misses_come_from_the_configured_kinds():
 
 
 def test_check_kinds_are_validated():
-    from offswitch.implant import PARTIAL_KEY_KINDS
+    from offswitch.triggers import PARTIAL_KEY_KINDS
     from offswitch.triggers import NearMissKind
 
     assert TrainConfig().eval_near_miss_kinds == list(PARTIAL_KEY_KINDS) or TrainConfig().eval_near_miss_kinds == list(NearMissKind)
