@@ -552,8 +552,7 @@ def test_check_near_misses_come_from_the_configured_kinds():
 
 
 def test_check_kinds_are_validated():
-    from offswitch.triggers import PARTIAL_KEY_KINDS
-    from offswitch.triggers import NearMissKind
+    from offswitch.triggers import PARTIAL_KEY_KINDS, NearMissKind
 
     assert TrainConfig().eval_near_miss_kinds == list(PARTIAL_KEY_KINDS) or TrainConfig().eval_near_miss_kinds == list(NearMissKind)
     assert TrainConfig(eval_near_miss_kinds=["case", "punctuation"]).eval_near_miss_kinds == [NearMissKind.case, NearMissKind.punctuation]
