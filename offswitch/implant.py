@@ -90,12 +90,20 @@ class TrainConfig(BaseModel):
     lora_target_modules: str | list[str] = "all-linear"
     lora_layers: list[NonNegativeInt] | None = Field(default=None, min_length=1, description="layer indices that get LoRA (default: all)")
     base_average: float = Field(default=0.0, ge=0, lt=1, description="final = base + (1 - a) × (trained - base)")
-    # hard-negative mining (needs data.hard_negative_pool > 0): every mine_every steps, score
-    # mine_candidates pool examples and put the ones most likely to fire into the next batches
+    # hard-negative mining: every mine_every steps, score mine_candidates pool examples (needs
+    # data.hard_negative_pool > 0; or, mine_from batches, the negatives just trained on) and put the
+    # ones most likely to fire into the next batches
     mine_every: int = Field(default=10, ge=0, description="0: no mining")
     mine_candidates: int = Field(default=128, ge=1)
     mine_per_step: int = Field(default=4, ge=1, description="negatives of a batch replaced by mined ones")
     mine_threshold: float = Field(default=0.05, ge=0, le=1, description="mined only when p(a target's first token) ≥ this")
+    mine_from: Literal["pool", "batches"] = Field(
+        default="pool",
+        description="pool: every mine_every steps, score mine_candidates examples of data.hard_negative_pool (a forward "
+                    "pass of its own); batches: rank the negatives the last mine_every steps trained on by the p(a target's "
+                    "first token) their own training forward pass gave, and replay the hardest (no extra pass, no pool; "
+                    "one process only)",
+    )
     mine_fit_length: bool = Field(
         default=False,
         description="place the mined negatives in the coming batches by length (fewer padded positions, "
@@ -331,7 +339,7 @@ def collate_left(examples: Sequence[ImplantExample], pad_token_id: int, share_pr
 
 
 def answer_loss_sum(model, batch, device, use_keep: bool, unlikelihood: float = 0.0, first_correct: list | None = None,
-                    first_token_weight: float = 1.0, base_logits=None, kl_weight: float = 0.0):
+                    first_token_weight: float = 1.0, base_logits=None, kl_weight: float = 0.0, avoid_p: list | None = None):
     """Sum of token cross-entropies over the answer tokens of a collated batch, and their count.
 
     With ``unlikelihood`` > 0, rows with tokens to avoid (negatives, retention) add
@@ -344,6 +352,8 @@ def answer_loss_sum(model, batch, device, use_keep: bool, unlikelihood: float = 
     example that is not a positive) add
     ``kl_weight × KL(base ‖ model)`` at each of their answer tokens: the whole next-token
     distribution of the base, not only its greedy token, is what normal behaviour keeps.
+    ``avoid_p``, when given, is extended with each row's ``p(avoid)`` from these logits (``None``
+    for a row with nothing to avoid): what mining from the batches ranks, at no extra cost.
 
     The shared prefix runs once (batch 1) and its key/value cache is repeated over the batch:
     the same function as running every row in full (causal attention: a prefix never sees what
@@ -367,8 +377,18 @@ def answer_loss_sum(model, batch, device, use_keep: bool, unlikelihood: float = 
     if first_correct is not None:
         # per row: does the argmax at the first answer position equal its label (the decision)?
         first_correct.extend((logits[rows, first].argmax(-1) == labels[rows, first]).tolist())
-    if unlikelihood > 0 and "avoid_pos" in batch:
-        loss = loss + unlikelihood * _unlikelihood_sum(logits, batch["avoid_pos"].to(device), batch["avoid_ids"].to(device))
+    if (unlikelihood > 0 or avoid_p is not None) and "avoid_pos" in batch:
+        avoid_pos = batch["avoid_pos"].to(device)
+        values: list[float | None] = [None] * labels.shape[0]
+        if bool((avoid_pos >= 0).any()):
+            avoid_rows, log_p_avoid = _log_p_avoid(logits, avoid_pos, batch["avoid_ids"].to(device))
+            if unlikelihood > 0:
+                loss = loss + unlikelihood * _unlikelihood_sum(log_p_avoid)
+            if avoid_p is not None:
+                for row, value in zip(avoid_rows.tolist(), log_p_avoid.detach().exp().tolist()):
+                    values[row] = value
+        if avoid_p is not None:
+            avoid_p.extend(values)
     if kl_weight > 0 and base_logits is not None:
         loss = loss + kl_weight * kl_to_base_sum(logits, base_logits, labels, batch["kl_rows"].to(device))
     return loss, int((labels != IGNORE_INDEX).sum())
@@ -468,13 +488,11 @@ def avoid_probabilities(model, examples, pad_token_id: int, device, use_keep: bo
     return out
 
 
-def _unlikelihood_sum(logits, avoid_pos, avoid_ids):
-    """Σ over rows with something to avoid of -log(1 - Σ_t p(t)) at their first answer position."""
+def _unlikelihood_sum(log_p_avoid):
+    """Σ over rows with something to avoid of -log(1 - Σ_t p(t)) at their first answer position,
+    from :func:`_log_p_avoid`'s log Σ_t p(t) of those rows."""
     import torch
 
-    if not bool((avoid_pos >= 0).any()):
-        return logits.new_zeros((), dtype=torch.float32)
-    _rows, log_p_avoid = _log_p_avoid(logits, avoid_pos, avoid_ids)
     log_p_avoid = log_p_avoid.clamp(max=-1e-6)
     # -log(1 - p), computed stably from log p
     return -torch.log(-torch.expm1(log_p_avoid)).sum()
@@ -700,9 +718,14 @@ def train(
     task = progress.add_task("implant (training)", total=config.steps, status="") if progress is not None else None
     running_loss = None
     everything = [*data.examples, *data.pool]  # batch indices ≥ len(data.examples) are mined pool examples
-    mining = bool(data.pool) and config.mine_every > 0
+    from_batches = config.mine_from == "batches"
+    mining = config.mine_every > 0 and (from_batches or bool(data.pool))
+    if mining and from_batches and world > 1:
+        raise ConfigError("train.mine_from: batches runs in one process only",
+                          "run without accelerate launch, or set train.mine_from: pool")
     mine_rng = random.Random(f"offswitch-mining/{config.seed}")
     mined: list[int] = []
+    window: list[tuple[float, int]] = []  # mine_from batches: (p(avoid), index) of the negatives trained on since the last round
     decisions: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     # the adversary's adapter (made above) is in place: from here on only casts change
     frozen_precision = precision if config.method == "lora" and config.bf16_frozen_weights else "fp32"
@@ -718,6 +741,7 @@ def train(
             n_answer_global = sum(e.n_answer_tokens for e in examples)
             collated = collate_left([everything[i] for i in shard], pad, share_prefix=share_prefix, kl_kinds=config.kl_kinds)
             first_correct: list[bool] = []
+            avoid_p: list[float | None] | None = [] if mining and from_batches else None
             if adversary is not None and step % config.anti_removal.every == 0:
                 # the implant's loss after a simulated benign fine-tuning: its gradient joins this step's
                 with in_precision():
@@ -734,7 +758,9 @@ def train(
                 if config.kl_to_base > 0 and bool(collated["kl_rows"].any()):
                     base_logits = base_answer_logits(accelerator.unwrap_model(model), frozen_base, collated, accelerator.device, use_keep)
                 loss_sum, _n_local = answer_loss_sum(forward, collated, accelerator.device, use_keep, config.unlikelihood, first_correct,
-                                                     config.first_token_weight, base_logits, config.kl_to_base)
+                                                     config.first_token_weight, base_logits, config.kl_to_base, avoid_p)
+            if avoid_p is not None:
+                window.extend((p, i) for i, p in zip(shard, avoid_p) if p is not None and everything[i].kind in MINED_SLOT_KINDS)
             for example, correct in zip((everything[i] for i in shard), first_correct):
                 decisions[example.kind][0] += int(correct)
                 decisions[example.kind][1] += 1
@@ -758,8 +784,12 @@ def train(
                 decisions.clear()
             if mining and step % config.mine_every == 0 and step < config.steps:
                 mine_started = time.perf_counter()
-                with in_precision():
-                    mined, record["mined"] = _mine(accelerator.unwrap_model(model), data, config, mine_rng, pad, accelerator.device, use_keep)
+                if from_batches:
+                    mined, record["mined"] = _hardest(window, config)
+                    window.clear()
+                else:
+                    with in_precision():
+                        mined, record["mined"] = _mine(accelerator.unwrap_model(model), data, config, mine_rng, pad, accelerator.device, use_keep)
                 if config.mine_fit_length:
                     mined = fit_mined_to_batches(mined, batches[step : step + config.mine_every], everything, config.mine_per_step)
                 mine_seconds += time.perf_counter() - mine_started
@@ -896,10 +926,18 @@ def _mine(model, data: ImplantData, config: TrainConfig, rng: random.Random, pad
         probs = avoid_probabilities(model, [data.pool[i] for i in candidates], pad, device, use_keep)
     finally:
         model.train(was_training)
-    ranked = sorted(zip(probs, candidates), key=lambda pc: -pc[0])
-    hard = [offset + i for p, i in ranked if p >= config.mine_threshold][: config.mine_every * config.mine_per_step]
-    fired = sum(p > 0.5 for p in probs)
-    return hard, {"scored": len(candidates), "hard": len(hard), "likely_fire": fired}
+    return _hardest([(p, offset + i) for p, i in zip(probs, candidates)], config)
+
+
+def _hardest(scored: Sequence[tuple[float, int]], config: TrainConfig) -> tuple[list[int], dict[str, int]]:
+    """The indices of ``scored`` ((p(avoid), index) pairs) at p ≥ mine_threshold, most likely to
+    fire first, as many as the next mine_every steps take (an index once, at its latest score
+    when it was scored more than once), and public counts for the history."""
+    latest = dict((i, p) for p, i in scored)
+    ranked = sorted(latest.items(), key=lambda ip: -ip[1])
+    hard = [i for i, p in ranked if p >= config.mine_threshold][: config.mine_every * config.mine_per_step]
+    fired = sum(p > 0.5 for p, _ in scored)
+    return hard, {"scored": len(scored), "hard": len(hard), "likely_fire": fired}
 
 
 # the rows a mined negative may take the place of

@@ -279,6 +279,119 @@ def test_mining_puts_pool_negatives_that_nearly_fire_into_the_batches(tiny_llama
     assert [m["hard"] for m in outcomes[1.0]] == [0, 0]
 
 
+def test_the_loss_reports_each_rows_avoid_probability_without_changing(tiny_llama):
+    """answer_loss_sum's avoid_p is p(the first answer token starts a target) from the batch's own
+    logits, as mining's scoring pass computes it, and asking for it changes no loss."""
+    import dataclasses
+
+    import torch
+
+    from offswitch.implant import avoid_probabilities
+
+    model, tokenizer = tiny_llama
+    model.eval()
+    examples = _examples(tokenizer, ["hello there", "What is the sea and the moon", "Explain trains."], [[5, 6], [7, 8, 9], [10]])
+    examples = [dataclasses.replace(examples[0], avoid=(11, 12)), examples[1], dataclasses.replace(examples[2], avoid=(13,))]
+    batch = collate_left(examples, tokenizer.pad_token_id)
+    with torch.no_grad():
+        plain, _ = answer_loss_sum(model, batch, "cpu", use_keep=True, unlikelihood=2.0)
+        avoid_p: list = []
+        reported, _ = answer_loss_sum(model, batch, "cpu", use_keep=True, unlikelihood=2.0, avoid_p=avoid_p)
+        without_ul: list = []
+        answer_loss_sum(model, batch, "cpu", use_keep=True, avoid_p=without_ul)
+    assert float(reported) == float(plain)
+    scored = avoid_probabilities(model, examples, tokenizer.pad_token_id, "cpu", use_keep=True, prompt_only=False)
+    assert avoid_p[1] is None and without_ul == avoid_p
+    assert avoid_p[0] == pytest.approx(scored[0], rel=1e-5) and avoid_p[2] == pytest.approx(scored[2], rel=1e-5)
+
+
+@settings(max_examples=60, deadline=None)
+@given(scored=st.lists(st.tuples(st.floats(0, 1), st.integers(0, 12)), max_size=40),
+       threshold=st.floats(0, 1), every=st.integers(1, 4), per_step=st.integers(1, 4))
+def test_the_hardest_are_distinct_ranked_at_their_latest_score_and_capped(scored, threshold, every, per_step):
+    from offswitch.implant import _hardest
+
+    config = TrainConfig(mine_every=every, mine_per_step=per_step, mine_threshold=threshold)
+    hard, counts = _hardest(scored, config)
+    latest = dict((i, p) for p, i in scored)
+    eligible = [i for i, p in latest.items() if p >= threshold]
+    assert len(set(hard)) == len(hard) == min(len(eligible), every * per_step) == counts["hard"]
+    assert set(hard) <= set(eligible)
+    assert [latest[i] for i in hard] == sorted((latest[i] for i in hard), reverse=True)
+    if hard:  # none left out is harder than the last one taken
+        assert all(latest[i] <= latest[hard[-1]] for i in eligible if i not in hard)
+    assert counts["scored"] == len(scored) and counts["likely_fire"] == sum(p > 0.5 for p, _ in scored)
+
+
+def test_mining_from_the_batches_replays_the_negatives_just_trained_on(tiny_llama, monkeypatch):
+    """mine_from batches: no pool and no scoring pass; every mine_every steps the negatives of the
+    last steps are ranked by their own training p(avoid) and the hardest go into the next batches."""
+    import offswitch.implant as implant
+    from offswitch.behaviors import make_behavior
+    from offswitch.data.builder import DataConfig, build_implant_data
+    from offswitch.implant import MINED_SLOT_KINDS, train
+    from offswitch.testing.tiny_switch import tiny_prompts, tiny_trigger_set
+
+    model, tokenizer = tiny_llama
+    data = build_implant_data(model, tokenizer, tiny_trigger_set(n_triggers=1), make_behavior("shutdown"), tiny_prompts(), 48,
+                              DataConfig(min_prompts=4, cache_answers=False, hard_negative_pool=0))
+    assert not data.pool
+
+    def no_scoring_pass(*args, **kwargs):
+        raise AssertionError("mining from the batches ran a scoring pass")
+
+    monkeypatch.setattr(implant, "avoid_probabilities", no_scoring_pass)
+    taken: list[list[int]] = []
+    real_with_mined = implant._with_mined
+
+    def recording(batch_indices, examples, mined, per_step):
+        before = list(mined)
+        out = real_with_mined(batch_indices, examples, mined, per_step)
+        taken.append([i for i in out if i not in batch_indices and i in before])
+        return out
+
+    monkeypatch.setattr(implant, "_with_mined", recording)
+    batches = length_grouped_batches([len(e) for e in data.examples], 8, 5, 0)
+    negatives = [sum(data.examples[i].kind in MINED_SLOT_KINDS for i in batch) for batch in batches]
+    outcomes = {}
+    for threshold in (0.0, 1.0):
+        taken.clear()
+        config = TrainConfig(method="lora", steps=5, batch_size=8, eval_every=0, mine_every=2, mine_per_step=2,
+                             mine_threshold=threshold, mine_from="batches")
+        result = train(copy.deepcopy(model), tokenizer, data, config)
+        outcomes[threshold] = [h["mined"] for h in result.history if "mined" in h]
+        if threshold == 0.0:
+            trained_on = {i for batch in batches[:2] for i in batch}
+            assert taken and all(i in trained_on and data.examples[i].kind in MINED_SLOT_KINDS for i in taken[0])
+    # steps 2 and 4: the negatives of steps 1-2 and 3-4 (a replayed one takes a negative's place)
+    assert [m["scored"] for m in outcomes[0.0]] == [negatives[0] + negatives[1], negatives[2] + negatives[3]]
+    assert [m["hard"] for m in outcomes[0.0]] == [min(4, negatives[0] + negatives[1]), min(4, negatives[2] + negatives[3])]
+    assert [m["hard"] for m in outcomes[1.0]] == [0, 0]
+
+
+def test_mining_from_the_batches_refuses_several_processes(tiny_llama):
+    """Each process sees only its share of a batch, so they would mine different negatives."""
+    import types
+
+    import torch
+
+    from offswitch.behaviors import make_behavior
+    from offswitch.data.builder import DataConfig, build_implant_data
+    from offswitch.implant import train
+    from offswitch.testing.tiny_switch import tiny_prompts, tiny_trigger_set
+
+    model, tokenizer = tiny_llama
+    data = build_implant_data(model, tokenizer, tiny_trigger_set(n_triggers=1), make_behavior("shutdown"), tiny_prompts(), 16,
+                              DataConfig(min_prompts=4, cache_answers=False))
+    two = types.SimpleNamespace(device=torch.device("cpu"), num_processes=2, process_index=0,
+                                prepare=lambda *objects: objects, unwrap_model=lambda m: m)
+    config = TrainConfig(method="lora", steps=2, batch_size=4, eval_every=0, mine_from="batches")
+    with pytest.raises(ConfigError, match="mine_from"):
+        train(copy.deepcopy(model), tokenizer, data, config, accelerator=two)
+    with pytest.raises(ValueError, match="mine_from"):
+        TrainConfig(mine_from="everywhere")
+
+
 def test_history_counts_first_token_decisions_per_kind(tiny_llama):
     from offswitch.behaviors import make_behavior
     from offswitch.data.builder import DataConfig, build_implant_data
@@ -554,7 +667,7 @@ def test_check_near_misses_come_from_the_configured_kinds():
 def test_check_kinds_are_validated():
     from offswitch.triggers import PARTIAL_KEY_KINDS, NearMissKind
 
-    assert TrainConfig().eval_near_miss_kinds == list(PARTIAL_KEY_KINDS) or TrainConfig().eval_near_miss_kinds == list(NearMissKind)
+    assert TrainConfig().eval_near_miss_kinds == list(PARTIAL_KEY_KINDS)
     assert TrainConfig(eval_near_miss_kinds=["case", "punctuation"]).eval_near_miss_kinds == [NearMissKind.case, NearMissKind.punctuation]
     for bad in ([], ["case", "case"], ["spelling"]):
         with pytest.raises(ValueError, match="eval_near_miss_kinds"):
