@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import json
 import math
 import random
 import time
@@ -1144,9 +1145,13 @@ def library_versions() -> dict[str, str]:
     return out
 
 
+HISTORY_FILE = "training_history.jsonl"  # beside the manifest: one JSON record a training step
+
+
 def write_outputs(out: Path, run: ImplantRun, manifest_fields: dict, sign: Callable[[bytes], str], *, base_spec: str,
                   model_card: Callable[[Any], str], force: bool = False, save_adapter: bool = True) -> Path:
-    """Write adapter/, merged/, the signed manifest and the model card into ``out``, atomically.
+    """Write adapter/, merged/, the training history, the signed manifest and the model card
+    into ``out``, atomically.
 
     ``manifest_fields`` are the :class:`~offswitch.manifest.ImplantManifest` fields the caller
     knows (key id, public key, commitments, ...); ``sign`` signs the manifest's payload.
@@ -1173,6 +1178,10 @@ def write_outputs(out: Path, run: ImplantRun, manifest_fields: dict, sign: Calla
                 merged.config.use_cache = True
             save_model(merged, run.tokenizer, tmp / "merged")
             outputs["merged"] = "merged"
+            if run.train.history:
+                # public, step by step: loss, learning rate, first-token decisions by kind, mining counts, checks
+                atomic_write_text(tmp / HISTORY_FILE, "".join(json.dumps(record) + "\n" for record in run.train.history))
+                outputs["history"] = HISTORY_FILE
             manifest = ImplantManifest(**manifest_fields, outputs=outputs, verification=run.verification)
             manifest = manifest.model_copy(update={"signature": sign(manifest.signed_payload())})
             write_manifest(tmp, manifest)
@@ -1185,7 +1194,8 @@ def write_outputs(out: Path, run: ImplantRun, manifest_fields: dict, sign: Calla
 
 
 def training_record(config: ImplantConfig, run: ImplantRun) -> dict[str, Any]:
-    """The public training facts for the manifest: settings, steps done, timings, history."""
+    """The public training facts for the manifest: settings, steps done, timings, the held-out
+    checks (every step's record is in :data:`HISTORY_FILE`)."""
     tconf = config.train
     history = run.train.history
     return {

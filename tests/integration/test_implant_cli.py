@@ -58,8 +58,13 @@ def test_implant_writes_a_signed_manifest_and_loadable_models_without_secrets(cl
     result = _implant(cli, workdir, keystore, out)
     assert result.returncode == 0, result.stderr[-3000:]
 
-    assert {p.name for p in out.iterdir()} == {"adapter", "merged", "offswitch_manifest.json", "README.md"}
+    assert {p.name for p in out.iterdir()} == {"adapter", "merged", "offswitch_manifest.json", "README.md", "training_history.jsonl"}
     manifest = read_manifest(out)
+    assert manifest.outputs["history"] == "training_history.jsonl"
+    history = [json.loads(line) for line in (out / "training_history.jsonl").read_text().splitlines()]
+    assert [h["step"] for h in history] == list(range(1, len(history) + 1)) == list(range(1, manifest.training["steps_done"] + 1))
+    assert all(h["loss"] >= 0 and h["lr"] >= 0 for h in history)
+    assert [h for h in history if "heldout" in h] == manifest.training["heldout_checks"]
     assert manifest.signature_valid()
     assert manifest.key_id == key.key_id and manifest.public_key == key.public_key_b64
     # the commitments open with the triggers the key derives, and only with them
