@@ -185,13 +185,16 @@ def _offswitch_positions(data, batches, pad_id: int, share_prefix: bool) -> int:
     return total
 
 
-def _profile_rows(prof, device, limit: int = 12) -> list[dict]:
-    """The operators that took the most self time (CPU, or CUDA on a GPU), as JSON-able rows."""
+def _profile_rows(prof, device, limit: int = 12, by_shape: bool = False) -> list[dict]:
+    """The operators that took the most self time (CPU, or CUDA on a GPU), as JSON-able rows;
+    ``by_shape``: an operator's calls split by their input shapes (which tensors the time goes
+    to, e.g. a tied embedding's vocabulary-sized gradient against the layers' products)."""
     attr = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
-    events = [e for e in prof.key_averages() if not e.key.startswith("ProfilerStep")]
+    events = [e for e in prof.key_averages(group_by_input_shape=by_shape) if not e.key.startswith("ProfilerStep")]
     total = sum(getattr(e, attr) for e in events) or 1.0
     events.sort(key=lambda e: getattr(e, attr), reverse=True)
-    return [{"op": e.key, "self_ms": getattr(e, attr) / 1000, "share": getattr(e, attr) / total, "calls": e.count}
+    return [{"op": e.key, "self_ms": getattr(e, attr) / 1000, "share": getattr(e, attr) / total, "calls": e.count,
+             **({"shapes": str(e.input_shapes)} if by_shape else {})}
             for e in events[:limit]]
 
 
@@ -206,7 +209,7 @@ def run_offswitch(base, tokenizer, data, tconf, device, memory: PeakMemory, prof
     memory.reset()
     sync(device)
     activities = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    profiler = torch.profiler.profile(activities=activities) if profile else contextlib.nullcontext()
+    profiler = torch.profiler.profile(activities=activities, record_shapes=True) if profile else contextlib.nullcontext()
     started = time.perf_counter()
     with profiler as prof:
         result = train(model, tokenizer, data, tconf)
@@ -222,7 +225,8 @@ def run_offswitch(base, tokenizer, data, tconf, device, memory: PeakMemory, prof
         "peak_memory_mb": peak,
         "first_loss": losses[0] if losses else None,
         "mean_loss": sum(losses) / len(losses) if losses else float("nan"),
-        **({"profile": _profile_rows(prof, device)} if profile else {}),
+        **({"profile": _profile_rows(prof, device), "profile_by_shape": _profile_rows(prof, device, 20, by_shape=True)}
+           if profile else {}),
     }
 
 
@@ -578,6 +582,9 @@ def _print(figures: dict) -> None:
             print("offswitch under torch.profiler (timings above are inflated by it): top operators by self time")
             for row in results["offswitch"]["profile"]:
                 print(f"  {row['share']:6.1%} {row['self_ms']:10.1f} ms {row['calls']:7d} calls  {row['op']}")
+            print("the same by input shapes")
+            for row in results["offswitch"]["profile_by_shape"]:
+                print(f"  {row['share']:6.1%} {row['self_ms']:10.1f} ms {row['calls']:7d} calls  {row['op']} {row['shapes'][:100]}")
 
 
 def _quality_text(rates: dict, rate_cls) -> str:

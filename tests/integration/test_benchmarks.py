@@ -47,6 +47,9 @@ def test_bench_implant_profile_lists_the_operators_of_offswitchs_training(capsys
     assert [row["self_ms"] for row in rows] == sorted((row["self_ms"] for row in rows), reverse=True)
     assert 0 < sum(row["share"] for row in rows) <= 1 + 1e-9
     assert any("addmm" in row["op"] or "mm" in row["op"] for row in rows)  # a transformer's time is in its matmuls
+    shaped = figures["methods"]["lora"]["offswitch"]["profile_by_shape"]
+    assert 0 < len(shaped) <= 20 and all(row["shapes"].startswith("[") for row in shaped)
+    assert shaped[0]["self_ms"] <= rows[0]["self_ms"] + 1e-6  # a shape's calls are part of their operator's
     assert "top operators by self time" in capsys.readouterr().out
 
 
