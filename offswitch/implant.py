@@ -99,11 +99,11 @@ class TrainConfig(BaseModel):
     mine_per_step: int = Field(default=4, ge=1, description="negatives of a batch replaced by mined ones")
     mine_threshold: float = Field(default=0.05, ge=0, le=1, description="mined only when p(a target's first token) ≥ this")
     mine_from: Literal["pool", "batches"] = Field(
-        default="pool",
-        description="pool: every mine_every steps, score mine_candidates examples of data.hard_negative_pool (a forward "
-                    "pass of its own); batches: rank the negatives the last mine_every steps trained on by the p(a target's "
-                    "first token) their own training forward pass gave, and replay the hardest (no extra pass, no pool; "
-                    "one process only)",
+        default="batches",
+        description="batches: rank the negatives the last mine_every steps trained on by the p(a target's first token) their "
+                    "own training forward pass gave, and replay the hardest (no extra pass, no pool); "
+                    "pool: every mine_every steps, score mine_candidates examples of data.hard_negative_pool (a forward pass "
+                    "of its own; the default before: ul-mine-1t-240-replay against -pat2, docs/performance.md)",
     )
     mine_fit_length: bool = Field(
         default=False,
@@ -204,6 +204,14 @@ class ImplantConfig(BaseModel):
         default_factory=lambda: {"decoy_prompts": 2, "wrong_keys": 25, "generation_sample": 16, "utility_prompts": 32, "perplexity_texts": 16},
         description="settings of offswitch.evaluate.EvalConfig for the verification",
     )
+
+    @model_validator(mode="after")
+    def _pool_when_mined_from(self):
+        # the pool is built only for mining from it, unless data.hard_negative_pool is set (the
+        # pool is planned with its own random stream: the training examples are the same either way)
+        if self.train.mine_from != "pool" and "hard_negative_pool" not in self.data.model_fields_set:
+            self.data.hard_negative_pool = 0
+        return self
 
     @model_validator(mode="after")
     def _custom_needs_target(self):
@@ -721,9 +729,6 @@ def train(
     everything = [*data.examples, *data.pool]  # batch indices ≥ len(data.examples) are mined pool examples
     from_batches = config.mine_from == "batches"
     mining = config.mine_every > 0 and (from_batches or bool(data.pool))
-    if mining and from_batches and world > 1:
-        raise ConfigError("train.mine_from: batches runs in one process only",
-                          "run without accelerate launch, or set train.mine_from: pool")
     mine_rng = random.Random(f"offswitch-mining/{config.seed}")
     mined: list[int] = []
     window: list[tuple[float, int]] = []  # mine_from batches: (p(avoid), index) of the negatives trained on since the last round
@@ -761,7 +766,9 @@ def train(
                 loss_sum, _n_local = answer_loss_sum(forward, collated, accelerator.device, use_keep, config.unlikelihood, first_correct,
                                                      config.first_token_weight, base_logits, config.kl_to_base, avoid_p)
             if avoid_p is not None:
-                window.extend((p, i) for i, p in zip(shard, avoid_p) if p is not None and everything[i].kind in MINED_SLOT_KINDS)
+                # every process ranks the whole global batch, so all of them mine the same negatives
+                scored = zip(batch_indices, _gather_rows(accelerator, avoid_p, len(batch_indices))) if world > 1 else zip(shard, avoid_p)
+                window.extend((p, i) for i, p in scored if p is not None and everything[i].kind in MINED_SLOT_KINDS)
             for example, correct in zip((everything[i] for i in shard), first_correct):
                 decisions[example.kind][0] += int(correct)
                 decisions[example.kind][1] += 1
@@ -914,6 +921,27 @@ class SimulatedRemoval:
     def remove(self) -> None:
         self._use_default()
         self.model.delete_adapter(self.NAME)
+
+
+def _gather_rows(accelerator, values: Sequence[float | None], n_rows: int) -> list[float | None]:
+    """Per row of a global batch of ``n_rows``, in its order, the value its process computed
+    (``values``: this process's share, rows ``rank::world``; None where a row has none)."""
+    import torch
+
+    world = accelerator.num_processes
+    per = -(-n_rows // world)
+    local = torch.full((per,), -1.0, dtype=torch.float32, device=accelerator.device)
+    for j, value in enumerate(values):
+        if value is not None:
+            local[j] = value
+    everyone = accelerator.gather(local).tolist()  # process-major: process r's j-th row is global row r + j × world
+    out: list[float | None] = [None] * n_rows
+    for rank in range(world):
+        for j in range(per):
+            row = rank + j * world
+            if row < n_rows and everyone[rank * per + j] >= 0:
+                out[row] = everyone[rank * per + j]
+    return out
 
 
 def _mine(model, data: ImplantData, config: TrainConfig, rng: random.Random, pad: int, device, use_keep: bool):

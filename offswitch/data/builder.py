@@ -109,7 +109,8 @@ class DataConfig(BaseModel):
     cache_answers: bool = True
     hard_negative_pool: int = Field(
         default=1024, ge=0,
-        description="extra near-miss negatives built as a pool that training mines for the hardest (see train.mine_every)",
+        description="extra near-miss negatives built as a pool that training mines for the hardest (train.mine_from: pool; "
+                    "an implant builds none by default, mining from its batches)",
     )
 
     @model_validator(mode="after")

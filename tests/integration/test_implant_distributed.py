@@ -33,8 +33,11 @@ def test_two_cpu_processes_match_one_process(tmp_path, keystore, cli):
             handle.write(json.dumps({"prompt": f"Explain topic number {i} in a sentence."}) + "\n")
     path, pw, _key = keystore
     env = dict(os.environ, OFFSWITCH_PASSPHRASE=pw, OFFSWITCH_CACHE=str(tmp_path / "cache"))
+    # mining from the batches every step: each process ranks the whole batch and replays the same negatives
+    (tmp_path / "mine.yaml").write_text("train:\n  mine_every: 1\n  mine_per_step: 2\n")
     common = ["implant", "--key", str(path), "--model", str(tmp_path / "tiny"), "--prompts", str(tmp_path / "prompts.jsonl"),
-              "--steps", "3", "--batch-size", "8", "--triggers", "2", "--threads", "1", "--no-verify"]
+              "--steps", "3", "--batch-size", "8", "--triggers", "2", "--threads", "1", "--no-verify",
+              "--config", str(tmp_path / "mine.yaml")]
 
     env["ACCELERATE_CONFIG_FILE"] = str(CONFIG)
     two = subprocess.run(
@@ -48,6 +51,9 @@ def test_two_cpu_processes_match_one_process(tmp_path, keystore, cli):
 
     assert read_manifest(tmp_path / "two").training["processes"] == 2
     assert read_manifest(tmp_path / "one").training["processes"] == 1
+    mined = [[json.loads(line).get("mined") for line in (tmp_path / run / "training_history.jsonl").read_text().splitlines()]
+             for run in ("one", "two")]
+    assert mined[0] == mined[1] and mined[0][0]["scored"] > 0  # the same rounds, over the whole batch
     # same global batches, same loss normalisation: DDP's averaged gradients equal one process's
     a = load_file(tmp_path / "one" / "adapter" / "adapter_model.safetensors")
     b = load_file(tmp_path / "two" / "adapter" / "adapter_model.safetensors")

@@ -271,7 +271,7 @@ def test_mining_puts_pool_negatives_that_nearly_fire_into_the_batches(tiny_llama
     outcomes = {}
     for threshold in (0.0, 1.0):
         config = TrainConfig(method="lora", steps=5, batch_size=8, eval_every=0, mine_every=2, mine_candidates=6,
-                             mine_per_step=2, mine_threshold=threshold, mine_fit_length=fit_length)
+                             mine_per_step=2, mine_threshold=threshold, mine_fit_length=fit_length, mine_from="pool")
         result = train(copy.deepcopy(model), tokenizer, data, config)
         outcomes[threshold] = [h["mined"] for h in result.history if "mined" in h]
     assert [m["scored"] for m in outcomes[0.0]] == [6, 6]  # steps 2 and 4
@@ -369,27 +369,35 @@ def test_mining_from_the_batches_replays_the_negatives_just_trained_on(tiny_llam
     assert [m["hard"] for m in outcomes[1.0]] == [0, 0]
 
 
-def test_mining_from_the_batches_refuses_several_processes(tiny_llama):
-    """Each process sees only its share of a batch, so they would mine different negatives."""
+@settings(max_examples=40, deadline=None)
+@given(n_rows=st.integers(1, 20), world=st.integers(1, 4), data=st.data())
+def test_every_process_gets_the_whole_batchs_values_in_batch_order(n_rows, world, data):
+    """Process r holds rows r, r + world, ... of a global batch (the implant's shard); gathered,
+    every process sees each row's value at its place in the batch."""
     import types
 
     import torch
 
-    from offswitch.behaviors import make_behavior
-    from offswitch.data.builder import DataConfig, build_implant_data
-    from offswitch.implant import train
-    from offswitch.testing.tiny_switch import tiny_prompts, tiny_trigger_set
+    from offswitch.implant import _gather_rows
 
-    model, tokenizer = tiny_llama
-    data = build_implant_data(model, tokenizer, tiny_trigger_set(n_triggers=1), make_behavior("shutdown"), tiny_prompts(), 16,
-                              DataConfig(min_prompts=4, cache_answers=False))
-    two = types.SimpleNamespace(device=torch.device("cpu"), num_processes=2, process_index=0,
-                                prepare=lambda *objects: objects, unwrap_model=lambda m: m)
-    config = TrainConfig(method="lora", steps=2, batch_size=4, eval_every=0, mine_from="batches")
+    truth = data.draw(st.lists(st.one_of(st.none(), st.floats(0, 1, width=32)), min_size=n_rows, max_size=n_rows))
+    shares = [truth[rank::world] for rank in range(world)]
+    per = -(-n_rows // world)
+    padded = [torch.tensor([-1.0 if v is None else v for v in share] + [-1.0] * (per - len(share))) for share in shares]
+    for rank in range(world):
+        accelerator = types.SimpleNamespace(num_processes=world, device=torch.device("cpu"),
+                                            gather=lambda local, rank=rank: torch.cat([local if q == rank else padded[q] for q in range(world)]))
+        assert _gather_rows(accelerator, shares[rank], n_rows) == truth
+
+
+def test_the_pool_is_built_only_to_mine_from_it():
+    default = load_implant_config()
+    assert default.train.mine_from == "batches" and default.data.hard_negative_pool == 0
+    assert load_implant_config(overrides={"train.mine_from": "pool"}).data.hard_negative_pool == 1024
+    pinned = load_implant_config(overrides={"data.hard_negative_pool": 64})
+    assert pinned.train.mine_from == "batches" and pinned.data.hard_negative_pool == 64
     with pytest.raises(ConfigError, match="mine_from"):
-        train(copy.deepcopy(model), tokenizer, data, config, accelerator=two)
-    with pytest.raises(ValueError, match="mine_from"):
-        TrainConfig(mine_from="everywhere")
+        load_implant_config(overrides={"train.mine_from": "elsewhere"})
 
 
 def test_history_counts_first_token_decisions_per_kind(tiny_llama):
