@@ -91,9 +91,9 @@ class TrainConfig(BaseModel):
     lora_target_modules: str | list[str] = "all-linear"
     lora_layers: list[NonNegativeInt] | None = Field(default=None, min_length=1, description="layer indices that get LoRA (default: all)")
     base_average: float = Field(default=0.0, ge=0, lt=1, description="final = base + (1 - a) × (trained - base)")
-    # hard-negative mining: every mine_every steps, score mine_candidates pool examples (needs
-    # data.hard_negative_pool > 0; or, mine_from batches, the negatives just trained on) and put the
-    # ones most likely to fire into the next batches
+    # hard-negative mining: every mine_every steps, rank negatives by how likely they are to fire
+    # (mine_from batches: those just trained on; pool: mine_candidates examples of the pool) and
+    # put the ones most likely to into the next batches
     mine_every: int = Field(default=10, ge=0, description="0: no mining")
     mine_candidates: int = Field(default=128, ge=1)
     mine_per_step: int = Field(default=4, ge=1, description="negatives of a batch replaced by mined ones")
