@@ -29,6 +29,7 @@ train:
   warmup_steps: 4
   eval_every: 0
   unlikelihood: 0.0
+  mine_every: 0             # no mining (from the batches either, the default since this test was measured)
 eval:
   decoy_prompts: 1
   wrong_keys: 6

@@ -233,7 +233,7 @@ def test_a_bf16_lora_implant_trains_the_same_with_its_frozen_bases_stored_in_bf1
     results = {}
     for stored in (False, True):
         conf = TrainConfig(method="lora", steps=8, batch_size=4, eval_every=0, lr=3e-3, precision="bf16", device="cpu",
-                           mine_every=3, mine_candidates=16, mine_threshold=0.0, bf16_frozen_weights=stored)
+                           mine_every=3, mine_candidates=16, mine_threshold=0.0, mine_from="pool", bf16_frozen_weights=stored)
         results[stored] = train(copy.deepcopy(model), tokenizer, data, conf)
     cast, stored = results[False], results[True]
     assert converted_counts[0] == 0 and converted_counts[1] > 0  # the second run really trained on bf16 bases
