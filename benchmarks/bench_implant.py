@@ -152,17 +152,18 @@ def load_bench_model(spec: str, device: str = "cpu"):
     return load_model(spec, device=device)
 
 
-def default_implant_data(base, tokenizer, n_examples: int):
+def default_implant_data(base, tokenizer, n_examples: int, train: dict | None = None):
     """``(ImplantConfig(), data)``: ``n_examples`` implant examples at the default implant
     settings, built the same way by every benchmark that times offswitch's own loop (one fixed
-    public trigger set, the built-in prompts' train side, seed 0)."""
+    public trigger set, the built-in prompts' train side, seed 0). ``train``: settings that
+    differ from the defaults (``{"mine_from": "pool"}`` builds the pool that mining scores)."""
     from offswitch.behaviors import make_behavior
     from offswitch.data.builder import build_implant_data
     from offswitch.data.sources import load_prompts
     from offswitch.implant import ImplantConfig
     from offswitch.testing.tiny_switch import tiny_trigger_set
 
-    defaults = ImplantConfig()
+    defaults = ImplantConfig.model_validate({"train": train or {}})
     triggers = tiny_trigger_set(0, defaults.triggers, n_words=defaults.n_words)  # public: a benchmark's trigger
     split = load_prompts("builtin", seed=0)
     data = build_implant_data(base, tokenizer, triggers, make_behavior("shutdown"), split.train, n_examples,

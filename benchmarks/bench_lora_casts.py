@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     base, tokenizer = load_bench_model(args.model, device="cpu")
-    defaults, data = default_implant_data(base, tokenizer, args.steps * args.batch_size)
+    defaults, data = default_implant_data(base, tokenizer, args.steps * args.batch_size, train={"mine_from": "pool"})  # the pool that mining scores
     figures: dict = {"benchmark": "lora_casts", "model": args.model, "threads": torch.get_num_threads(),
                      "batch_size": args.batch_size, "repeats": args.repeats}
     figures["loop"] = loop_runs(base, tokenizer, defaults, data, args)

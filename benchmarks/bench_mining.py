@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     base, tokenizer = load_bench_model(args.model, device=args.device)
-    defaults, data = default_implant_data(base, tokenizer, max(args.steps, 1) * args.batch_size)
+    defaults, data = default_implant_data(base, tokenizer, max(args.steps, 1) * args.batch_size, train={"mine_from": "pool"})  # the pool that mining scores
     figures: dict = {"benchmark": "mining", "model": args.model, "threads": torch.get_num_threads()}
     if args.steps > 0:
         figures.update(placement(args, base, tokenizer, defaults, data))
