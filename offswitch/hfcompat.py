@@ -83,3 +83,76 @@ def contiguous_head_input(model):
         yield
     finally:
         handle.remove()
+
+
+def _row_grad_lookup():
+    """An embedding lookup whose backward hands its rows to a list instead of the weight."""
+    import torch
+
+    class RowGradLookup(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, ids, weight, padding_idx, sink):
+            ctx.save_for_backward(ids)
+            ctx.padding_idx, ctx.sink = padding_idx, sink
+            return torch.nn.functional.embedding(ids, weight, padding_idx)
+
+        @staticmethod
+        def backward(ctx, grad):
+            (ids,) = ctx.saved_tensors
+            ids, grad = ids.reshape(-1), grad.reshape(-1, grad.shape[-1])
+            if ctx.padding_idx is not None:  # the padding row gets no gradient, as nn.Embedding's
+                keep = ids != ctx.padding_idx
+                ids, grad = ids[keep], grad[keep]
+            ctx.sink.append((ids, grad))
+            return None, None, None, None
+
+    return RowGradLookup
+
+
+@contextlib.contextmanager
+def tied_embedding_row_grads(model):
+    """While inside, the input embedding of a model whose LM head shares its weight (SmolLM2's)
+    adds its gradient into the head's, a few hundred rows, instead of making one of its own.
+
+    Autograd's embedding backward makes a vocabulary-sized gradient (49,152 × 576 for
+    SmolLM2-135M), zero-filled, for each lookup (an implant step makes two: the shared prefix
+    and the rows), then sums it with the head's: a sixth of a CPU step's time besides the
+    products in full fine-tuning (docs/performance.md, session 15's profile). Here the lookup's
+    backward keeps its token ids and rows, and once the head's gradient is in ``weight.grad`` a
+    post-accumulate hook adds them (``index_add_``): the same sum in another order.
+
+    Only for one process (under DDP the hook could run after the gradient's all-reduce) and
+    for a loss that reaches the head (every causal-LM loss; the rows would otherwise wait for
+    the next backward). Yields whether it is on: off for an untied, frozen or unusual embedding
+    (``max_norm``, ``scale_grad_by_freq``, ``sparse``), which keeps autograd's own."""
+    import torch
+
+    inner = inner_model(model)
+    try:
+        embedding, head = inner.get_input_embeddings(), inner.get_output_embeddings()
+    except (AttributeError, NotImplementedError):
+        embedding = head = None
+    weight = getattr(embedding, "weight", None)
+    if (not isinstance(embedding, torch.nn.Embedding) or weight is None or getattr(head, "weight", None) is not weight
+            or not weight.requires_grad or embedding.max_norm is not None or embedding.scale_grad_by_freq or embedding.sparse):
+        yield False
+        return
+    rows: list = []
+    lookup = _row_grad_lookup()
+
+    def forward(ids):
+        return lookup.apply(ids, embedding.weight, embedding.padding_idx, rows)
+
+    def add_rows(param):
+        for ids, grad in rows:
+            param.grad.index_add_(0, ids, grad.to(param.grad.dtype))
+        rows.clear()
+
+    embedding.forward = forward
+    handle = weight.register_post_accumulate_grad_hook(add_rows)
+    try:
+        yield True
+    finally:
+        handle.remove()
+        del embedding.forward
+        rows.clear()

@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, model_validat
 
 from offswitch.data.builder import IGNORE_INDEX, DataConfig, ImplantData, ImplantExample
 from offswitch.errors import ConfigError
-from offswitch.hfcompat import cache_kwargs, contiguous_head_input, forward_accepts, output_cache
+from offswitch.hfcompat import cache_kwargs, contiguous_head_input, forward_accepts, output_cache, tied_embedding_row_grads
 from offswitch.precision import Precision
 from offswitch.triggers import PARTIAL_KEY_KINDS, Encoding, InsertionMode, NearMissKind, Trigger, TriggerSet
 
@@ -735,8 +735,11 @@ def train(
     decisions: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     # the adversary's adapter (made above) is in place: from here on only casts change
     frozen_precision = precision if config.method == "lora" and config.bf16_frozen_weights else "fp32"
-    # the LM head of the answer columns as one product for the batch (offswitch.hfcompat; exact)
-    with frozen_lora_bases_in(accelerator.unwrap_model(model), frozen_precision), contiguous_head_input(accelerator.unwrap_model(model)):
+    # the LM head of the answer columns as one product for the batch, and (full fine-tuning of a
+    # tied model, one process) the embedding's gradient added into the head's as rows (offswitch.hfcompat)
+    unwrapped_model = accelerator.unwrap_model(model)
+    embedding_rows = tied_embedding_row_grads(unwrapped_model) if world == 1 and not config.compile else contextlib.nullcontext(False)
+    with frozen_lora_bases_in(unwrapped_model, frozen_precision), contiguous_head_input(unwrapped_model), embedding_rows:
         for step, batch_indices in enumerate(batches, start=1):
             if mined:
                 batch_indices = _with_mined(batch_indices, data.examples, mined, config.mine_per_step)

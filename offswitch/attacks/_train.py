@@ -12,7 +12,7 @@ import random
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-from offswitch.hfcompat import contiguous_head_input
+from offswitch.hfcompat import contiguous_head_input, tied_embedding_row_grads
 from offswitch.precision import adamw, autocast as precision_autocast
 from offswitch.prompting import encode_prompt, encode_target, end_of_turn_token_id
 
@@ -214,7 +214,8 @@ def train_steps(
     losses: list[float] = []
     model.train()
     try:
-        with progress(steps, description) as advance:
+        # full fine-tuning of a tied model: the embedding's gradient goes into the head's as rows
+        with progress(steps, description) as advance, tied_embedding_row_grads(model):
             for _ in range(steps):
                 ids, mask, labels = collate([examples[i] for i in next(batches)], pad, device)
                 with autocast(device):

@@ -15,6 +15,7 @@ sys.path.insert(0, str(BENCHMARKS))
 
 import bench_attack_loss  # noqa: E402
 import bench_compile  # noqa: E402
+import bench_embedding_grad  # noqa: E402
 import bench_evaluate  # noqa: E402
 import bench_harness  # noqa: E402
 import bench_head_input  # noqa: E402
@@ -331,6 +332,20 @@ def test_bench_lora_casts_times_the_loop_and_mining_with_the_same_numbers(tmp_pa
         sum(mining["seconds"]["after"]) / sum(mining["seconds"]["before"]))
     assert "after / before" in capsys.readouterr().out
     assert json.loads(out.read_text())["loop"]["same_losses"] is True
+
+
+def test_bench_embedding_grad_times_both_gradient_paths_to_the_same_losses(tmp_path, capsys):
+    out = tmp_path / "embedding-grad.json"
+    figures = bench_embedding_grad.main(["--model", "tiny", "--steps", "4", "--batch-size", "4", "--threads", "1",
+                                         "--json", str(out)])
+    loop = figures["loop"]
+    assert {v: len(s) for v, s in loop["seconds"].items()} == {"autograd": 2, "rows": 2}  # ABBA, warm-up untimed
+    assert all(_finite_positive(t) for s in loop["seconds"].values() for t in s)
+    assert loop["rows_engaged"] is True and loop["autograd_engaged"] is False  # the tiny Llama ties its head
+    assert loop["same_losses_to_1e-5"] is True
+    assert figures["ratio"] == pytest.approx(sum(loop["seconds"]["rows"]) / sum(loop["seconds"]["autograd"]))
+    assert "rows / autograd" in capsys.readouterr().out
+    assert json.loads(out.read_text())["ratio"] == pytest.approx(figures["ratio"])
 
 
 def test_bench_head_input_times_both_shapes_and_finds_the_same_numbers(tmp_path, tiny_llama_dir, capsys):

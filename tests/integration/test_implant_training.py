@@ -478,6 +478,64 @@ def test_kl_to_base_term_is_the_base_models_kl_on_normal_rows_only(tiny_llama):
     assert float(with_kl - plain_t) == pytest.approx(3.0 * expected, rel=1e-3)
 
 
+def test_full_fine_tuning_trains_the_same_with_the_embedding_rows_added_to_the_head(tiny_llama, monkeypatch):
+    """Full fine-tuning of a tied model adds the embedding's gradient into the head's as rows
+    (offswitch.hfcompat.tied_embedding_row_grads): the same weights after a few steps with the
+    shared prefix, mining and gradient clipping as through autograd's own path; so do the
+    attacks' full fine-tuning steps."""
+    import contextlib
+
+    import torch
+
+    import offswitch.attacks._train as attack_train
+    import offswitch.implant as implant
+    from offswitch.attacks._train import chat_examples, train_steps
+    from offswitch.behaviors import make_behavior
+    from offswitch.data.builder import DataConfig, build_implant_data
+    from offswitch.testing.tiny_switch import tiny_prompts, tiny_trigger_set
+
+    model, tokenizer = tiny_llama
+    data = build_implant_data(model, tokenizer, tiny_trigger_set(n_triggers=1), make_behavior("shutdown"), tiny_prompts(), 48,
+                              DataConfig(min_prompts=4, cache_answers=False, hard_negative_pool=0))
+    config = TrainConfig(method="full", steps=4, batch_size=8, eval_every=0, mine_every=2, mine_per_step=2, lr=1e-3)
+    pairs = [(f"Tell me about rivers {i}.", f"Rivers {i} run to the sea.") for i in range(12)]
+
+    class Meter:
+        def forward(self, mask):
+            pass
+
+        def step(self):
+            pass
+
+    def trained(rows: bool):
+        seen: list[bool] = []
+        real = implant.tied_embedding_row_grads
+
+        @contextlib.contextmanager
+        def spy(m):
+            with real(m) if rows else contextlib.nullcontext(False) as on:
+                seen.append(on)
+                yield on
+
+        monkeypatch.setattr(implant, "tied_embedding_row_grads", spy)
+        monkeypatch.setattr(attack_train, "tied_embedding_row_grads", spy)
+        try:
+            result = implant.train(copy.deepcopy(model), tokenizer, data, config)
+            attacked = copy.deepcopy(model)
+            train_steps(attacked, tokenizer, chat_examples(tokenizer, pairs), steps=3, lr=1e-3, batch_size=4, seed=0, meter=Meter())
+        finally:
+            monkeypatch.undo()
+        assert seen == [rows, rows]
+        return result, attacked
+
+    (fast, fast_attacked), (plain, plain_attacked) = trained(True), trained(False)
+    assert [h["loss"] for h in fast.history] == pytest.approx([h["loss"] for h in plain.history], rel=1e-5)
+    assert [h.get("mined") for h in fast.history] == [h.get("mined") for h in plain.history]
+    for a, b in ((fast.model, plain.model), (fast_attacked, plain_attacked)):
+        for (name, p), q in zip(a.named_parameters(), b.parameters()):
+            torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6, msg=name)
+
+
 def test_training_with_kl_to_base_runs_for_lora_and_full(tiny_llama):
     from offswitch.behaviors import make_behavior
     from offswitch.data.builder import DataConfig, build_implant_data

@@ -9,6 +9,8 @@ import warnings
 from dataclasses import dataclass
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch")
 
@@ -122,3 +124,75 @@ def test_greedy_generate_hands_the_head_contiguous_inputs(tiny_llama, tiny_token
     finally:
         spy.remove()
     assert len(answers) == 2 and seen and all(seen)
+
+
+def _embedding_grads(model, batches, rows: bool):
+    """The tied weight's gradient after one backward over ``batches`` (each a forward of its
+    own, as the implant's shared prefix and rows), with or without the row path."""
+    import contextlib
+
+    from offswitch.hfcompat import tied_embedding_row_grads
+
+    model = copy.deepcopy(model).train().requires_grad_(True)
+    with tied_embedding_row_grads(model) if rows else contextlib.nullcontext(False) as on:
+        loss = sum(model(input_ids=ids, labels=ids).loss for ids in batches)
+        loss.backward()
+    return on, model.get_input_embeddings().weight.grad, {n: p.grad for n, p in model.named_parameters()}
+
+
+@given(seed=st.integers(0, 2**16), rows=st.integers(1, 4), width=st.integers(2, 9), lookups=st.integers(1, 3),
+       pads=st.integers(0, 3))
+@settings(max_examples=15, deadline=None)
+def test_tied_embedding_rows_give_autograds_gradient(tiny_llama, seed, rows, width, lookups, pads):
+    """Law: with the embedding's gradient added into the tied head's as rows, every parameter's
+    gradient is autograd's own (to float rounding), however many lookups one backward holds,
+    repeated tokens and padding (whose row nn.Embedding leaves out) included."""
+    model, tokenizer = tiny_llama
+    generator = torch.Generator().manual_seed(seed)
+    vocab = model.get_input_embeddings().num_embeddings
+    batches = []
+    for _ in range(lookups):
+        ids = torch.randint(0, 12, (rows, width), generator=generator)  # few distinct tokens: repeats
+        ids[:, :pads] = tokenizer.pad_token_id
+        batches.append(ids % vocab)
+    on, fast, fast_all = _embedding_grads(model, batches, rows=True)
+    off, plain, plain_all = _embedding_grads(model, batches, rows=False)
+    assert on and not off
+    torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-7)
+    for name, grad in plain_all.items():
+        torch.testing.assert_close(fast_all[name], grad, rtol=1e-5, atol=1e-7)
+
+
+def test_tied_embedding_rows_make_no_vocabulary_sized_gradient_but_the_heads(tiny_llama):
+    """The point of it: the lookup's backward hands autograd nothing for the weight, so the one
+    vocabulary-sized gradient is the head's product; afterwards the embedding is plain again."""
+    from offswitch.hfcompat import tied_embedding_row_grads
+
+    model, _ = tiny_llama
+    model = copy.deepcopy(model).train().requires_grad_(True)
+    embedding = model.get_input_embeddings()
+    ids = torch.tensor([[5, 9, 17, 3], [4, 6, 19, 2]])
+    with tied_embedding_row_grads(model):
+        out = embedding(ids)
+        (grad,) = torch.autograd.grad(out.sum() + 0 * embedding.weight.sum(), [embedding.weight])
+        # only the 0 * weight term reached the weight: the lookup's rows went to the (unfired) hook
+        assert float(grad.abs().max()) == 0.0
+    assert "forward" not in vars(embedding)
+    assert not embedding.weight._post_accumulate_grad_hooks
+
+
+def test_tied_embedding_rows_stay_off_where_they_do_not_apply(tiny_llama):
+    """Frozen weights (LoRA), a head of its own (untied), or an embedding nn.Embedding's
+    gradient differs for (max_norm): autograd's own path, untouched."""
+    from offswitch.hfcompat import tied_embedding_row_grads
+
+    model, _ = tiny_llama
+    frozen = copy.deepcopy(model).requires_grad_(False)
+    untied = copy.deepcopy(model).requires_grad_(True)
+    untied.lm_head.weight = torch.nn.Parameter(untied.lm_head.weight.detach().clone())
+    normed = copy.deepcopy(model).requires_grad_(True)
+    normed.get_input_embeddings().max_norm = 1.0
+    for case in (frozen, untied, normed):
+        with tied_embedding_row_grads(case) as on:
+            assert on is False
+            assert "forward" not in vars(case.get_input_embeddings())
