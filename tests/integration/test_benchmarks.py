@@ -13,6 +13,7 @@ import pytest
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
+import bench_allocator  # noqa: E402
 import bench_attack_loss  # noqa: E402
 import bench_compile  # noqa: E402
 import bench_embedding_grad  # noqa: E402
@@ -332,6 +333,25 @@ def test_bench_lora_casts_times_the_loop_and_mining_with_the_same_numbers(tmp_pa
         sum(mining["seconds"]["after"]) / sum(mining["seconds"]["before"]))
     assert "after / before" in capsys.readouterr().out
     assert json.loads(out.read_text())["loop"]["same_losses"] is True
+
+
+def test_bench_allocator_runs_each_setting_in_processes_of_its_own_to_the_same_losses(tmp_path, capsys):
+    from offswitch.allocator import _glibc
+
+    out = tmp_path / "allocator.json"
+    figures = bench_allocator.main(["--model", "tiny", "--steps", "3", "--batch-size", "4", "--threads", "1",
+                                    "--json", str(out)])
+    glibc = _glibc() is not None
+    assert figures["engaged"] == {"default": [False, False], "kept": [glibc, glibc]}  # ABBA, one process a run
+    for method in ("lora", "full"):
+        m = figures["methods"][method]
+        assert {v: len(s) for v, s in m["train_s"].items()} == {"default": 2, "kept": 2}
+        assert all(_finite_positive(t) for s in m["train_s"].values() for t in s)
+        assert m["same_losses"] is True
+        assert m["ratio"] == pytest.approx(sum(m["train_s"]["kept"]) / sum(m["train_s"]["default"]))
+    assert all(_finite_positive(x) for xs in figures["peak_rss_mb"].values() for x in xs)
+    assert "kept / default" in capsys.readouterr().out
+    assert json.loads(out.read_text())["methods"]["full"]["same_losses"] is True
 
 
 def test_bench_embedding_grad_times_both_gradient_paths_to_the_same_losses(tmp_path, capsys):
