@@ -1,4 +1,4 @@
-"""What a transformers model's forward pass takes, and one thing it does slowly.
+"""What a transformers model's forward pass takes, and two things it does slowly.
 
 Names, across the transformers versions offswitch supports: transformers 5.x renamed the
 key-value cache, so a forward pass takes ``cache=`` and its output holds ``.cache``; the old name
@@ -14,7 +14,9 @@ for SmolLM2-135M). :func:`contiguous_head_input` copies the slice first: one pro
 batch, the same numbers (bit for bit in ``benchmarks/bench_head_input.py``). Used by the
 implant's training loop (its step 0.93–0.95× the time in three runs on a 2-core CPU) and around
 batched ``generate`` (whose prefill keeps one position per row; 0.90–1.00×); not by the
-teacher-forced scorer, where it measured no gain.
+teacher-forced scorer, where it measured no gain. And in full fine-tuning of a model whose LM head
+is its input embedding, autograd gives each embedding lookup a vocabulary-sized gradient of its
+own: :func:`tied_embedding_row_grads` adds the looked-up rows into the head's gradient instead.
 """
 
 from __future__ import annotations
