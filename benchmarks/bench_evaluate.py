@@ -78,15 +78,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto", help="see offswitch.precision")
     parser.add_argument("--json", nargs="?", type=Path, const=PRINT_JSON, default=None, metavar="PATH",
                         help="write the figures as JSON to PATH (as the other benchmarks); without PATH, print them as one line")
-    parser.add_argument("--keep-freed-memory", action="store_true",
-                        help="the process keeps freed memory for reuse, as the offswitch command does (offswitch.allocator); both methods get it, so the ratio is conservative")
     args = parser.parse_args(argv)
-    if args.keep_freed_memory:
-        from offswitch.allocator import keep_freed_memory
-
-        kept_memory = keep_freed_memory()
-    else:
-        kept_memory = False
 
     import torch
 
@@ -182,11 +174,8 @@ def main(argv: list[str] | None = None) -> dict:
         "precision": "bf16 autocast" if bf16 else "fp32",
         **({k: v.model_dump() for k, v in reference.items()} if reference else {}),
         "load_s": load_s,
-        "kept_freed_memory": kept_memory,
     }
     print(f"model {args.model} on {figures['device']}, {figures['precision']}, {len(cases)} prompts, batch {args.batch_size}")
-    if kept_memory:
-        print("the process keeps freed memory for reuse (offswitch.allocator), for both methods")
     print(f"teacher-forced scorer: {figures['scorer_prompts_per_s']:8.1f} prompts/s ({scorer_s:.2f} s)")
     what = f"{args.generate_tokens} new tokens" if args.generate_tokens else "target length"
     print(f"generate-based ({what}): {figures['generate_prompts_per_s']:8.1f} prompts/s ({generate_s:.2f} s)")

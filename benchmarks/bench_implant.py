@@ -408,15 +408,7 @@ def main(argv: list[str] | None = None) -> dict:
                         help="also time the Trainer in fp32 (its default) when the precision resolves to bf16")
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available")
     parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="write the results as JSON to PATH")
-    parser.add_argument("--keep-freed-memory", action="store_true",
-                        help="the process keeps freed memory for reuse, as the offswitch command does (offswitch.allocator); both methods get it, so the ratio is conservative")
     args = parser.parse_args(argv)
-    if args.keep_freed_memory:
-        from offswitch.allocator import keep_freed_memory
-
-        kept_memory = keep_freed_memory()
-    else:
-        kept_memory = False
 
     import torch
     from accelerate.utils import set_seed
@@ -486,7 +478,6 @@ def main(argv: list[str] | None = None) -> dict:
         "all_tokens": all_tokens,
         "baseline_order": "offswitch's batches" if sequential else "Trainer random sampler",
         "load_s": load_s,
-        "kept_freed_memory": kept_memory,
         "data_s": data_s,
         "base_quality": base_quality,
         "methods": {},
@@ -561,8 +552,6 @@ def _print(figures: dict) -> None:
           f"{figures['batch_size']} = {figures['samples_trained']} samples ({figures['answer_tokens']} answer tokens, "
           f"{figures['all_tokens']} tokens); baseline order: {figures['baseline_order']}")
     print(f"not timed: model load {figures['load_s']:.1f} s, data + probes {figures['data_s']:.1f} s")
-    if figures.get("kept_freed_memory"):
-        print("the process keeps freed memory for reuse (offswitch.allocator), for both trainers")
     if figures["base_quality"]:
         print("base model (untrained): " + _quality_text(figures["base_quality"], Rate))
     for method, results in figures["methods"].items():
