@@ -1,26 +1,31 @@
 """Benchmark: training on a CPU with glibc keeping freed memory for reuse, against its default
-(not a test).
+(not a test; a lever measured and not kept: docs/performance.md, session 16).
 
-``offswitch.allocator.keep_freed_memory`` (called by the ``offswitch`` command at start) makes
-glibc's malloc serve large blocks from its heap and keep them when freed, instead of mapping
-fresh pages for each and unmapping them on free. The setting is per process, so each run is a
-process of its own: ``--repeats`` × ABBA, "default" (``OFFSWITCH_KEEP_FREED_MEMORY=0``) and
-"kept". Each process loads the model, builds the default implant data (untimed), trains two
+glibc's ``malloc`` serves a block above its mmap threshold (at most 32 MiB) from pages mapped for
+it alone and unmaps them when it is freed, so a training step that allocates and frees such
+blocks (the logits of the answer columns, vocabulary-sized gradients) faults their pages in
+anew every step. :func:`keep_freed_memory` has glibc serve every block from its heap
+(``M_MMAP_MAX`` 0) and keep up to 1 GiB free at its top (``M_TRIM_THRESHOLD``). Each process
+first times that alone (allocating, zero-filling and adding to a 49,152 × 576 tensor; ``--no-loop``
+stops there), then whether a training step gains. The setting is per process, so each run is a
+process of its own: ``--repeats`` × ABBA, "default" and "kept". Each process loads the model, builds the default implant data (untimed), trains two
 untimed warm-up steps, then times offswitch's implant loop for ``--steps`` steps for each of
 ``--methods`` (LoRA, the default, and full fine-tuning), and reports the training seconds, the
 losses (the allocator changes no number: they must be the same bit for bit) and its peak
 resident memory. Prints every run, the ratio kept / default per method, and the peak memory.
 
     python benchmarks/bench_allocator.py --threads 2 --json runs/bench/allocator.json
+    python benchmarks/bench_allocator.py --no-loop --threads 2     # the block alone, seconds
     python benchmarks/bench_allocator.py --model tiny --steps 4 --batch-size 4 --threads 1
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
 import json
 import math
-import os
 import statistics
 import subprocess
 import sys
@@ -29,31 +34,58 @@ from pathlib import Path
 
 from offswitch.fsutil import atomic_write_json
 
+M_TRIM_THRESHOLD = -1  # glibc's mallopt parameters (malloc.h)
+M_MMAP_MAX = -4
+KEEP_TRIM = 1 << 30  # bytes that may stay free at the top of the heap (1 GiB)
 VARIANTS = ("default", "kept")
 ABBA = ("default", "kept", "kept", "default")
 MARK = "BENCH_ALLOCATOR_RESULT "
 
 
+def glibc():
+    """The C library when it is glibc (None elsewhere: musl, macOS, Windows)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.gnu_get_libc_version.restype = ctypes.c_char_p
+        libc.gnu_get_libc_version()  # glibc's own function
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+def keep_freed_memory(trim: int = KEEP_TRIM) -> bool:
+    """glibc serves every block from its heap and keeps freed ones for reuse; whether it is set."""
+    libc = glibc()
+    if libc is None:
+        return False
+    trim = max(0, min(int(trim), 2**31 - 1))  # mallopt takes an int
+    return bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, trim))
+
+
 def child(args) -> dict:
-    """One process: the setting as the command makes it, then the timed loops."""
+    """One process: the setting (for "kept"), the block's time, then the timed loops."""
     import copy
     import resource
 
-    from offswitch.allocator import keep_freed_memory
-
-    kept = keep_freed_memory()
+    kept = keep_freed_memory() if args.child == "kept" else False
     import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out: dict = {"kept": kept, "methods": {}, "block_ms": block_ms(torch)}
+    if args.no_loop:
+        out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return out
 
     sys.path.insert(0, str(Path(__file__).parent))
     from bench_implant import default_implant_data, load_bench_model
 
     from offswitch.implant import train
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     base, tokenizer = load_bench_model(args.model, device="cpu")
     defaults, data = default_implant_data(base, tokenizer, args.steps * args.batch_size)
-    out: dict = {"kept": kept, "methods": {}}
     for method in args.methods:
         tconf = defaults.train.model_copy(update={"method": method, "batch_size": args.batch_size, "eval_every": 0,
                                                   "device": "cpu", "precision": args.precision})
@@ -62,6 +94,19 @@ def child(args) -> dict:
         out["methods"][method] = {"train_s": result.seconds["train"], "losses": [h["loss"] for h in result.history]}
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out
+
+
+def block_ms(torch, rows: int = 49_152, cols: int = 576, repeats: int = 20) -> float:
+    """Median ms to allocate a zero-filled rows × cols fp32 tensor and add one to it (a new
+    tensor): SmolLM2's vocabulary-sized gradient, made and freed as a training step does."""
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        block = torch.zeros(rows, cols)
+        total = block + 1.0
+        del block, total
+        times.append(time.perf_counter() - started)
+    return 1000 * statistics.median(times)
 
 
 def ratio(seconds: dict[str, list[float]]) -> float:
@@ -79,6 +124,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=1, help="ABBA rounds (default 1: two runs of each)")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto", help="see offswitch.precision")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    parser.add_argument("--no-loop", action="store_true", help="time only the allocation of a vocabulary-sized block (seconds, no model)")
     parser.add_argument("--child", choices=VARIANTS, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="write the figures as JSON to PATH")
     args = parser.parse_args(argv)
@@ -87,31 +133,35 @@ def main(argv: list[str] | None = None) -> dict:
         print(MARK + json.dumps(child(args)), flush=True)
         return {}
     forwarded = ["--model", args.model, "--steps", str(args.steps), "--batch-size", str(args.batch_size),
-                 "--precision", args.precision, "--methods", *args.methods]
+                 "--precision", args.precision, "--methods", *args.methods] + (["--no-loop"] if args.no_loop else [])
     if args.threads:
         forwarded += ["--threads", str(args.threads)]
     runs: dict[str, list[dict]] = {v: [] for v in VARIANTS}
     for variant in ABBA * args.repeats:
-        env = {**os.environ, "OFFSWITCH_KEEP_FREED_MEMORY": "1" if variant == "kept" else "0"}
         started = time.perf_counter()
-        done = subprocess.run([sys.executable, __file__, "--child", variant, *forwarded], env=env, capture_output=True, text=True)
+        done = subprocess.run([sys.executable, __file__, "--child", variant, *forwarded], capture_output=True, text=True)
         if done.returncode:
             raise SystemExit(f"the {variant} run failed:\n{done.stderr[-2000:]}")
         result = json.loads(next(line[len(MARK):] for line in done.stdout.splitlines() if line.startswith(MARK)))
         result["process_s"] = time.perf_counter() - started
         runs[variant].append(result)
-        timed = ", ".join(f"{m} {r['train_s']:.2f} s" for m, r in result["methods"].items())
-        print(f"{variant:7s} (setting on: {result['kept']}): {timed}; peak RSS {result['peak_rss_mb']:.0f} MiB", flush=True)
+        timed = "".join(f", {m} {r['train_s']:.2f} s" for m, r in result["methods"].items())
+        print(f"{variant:7s} (setting on: {result['kept']}): block {result['block_ms']:.1f} ms{timed}; "
+              f"peak RSS {result['peak_rss_mb']:.0f} MiB", flush=True)
     figures: dict = {"benchmark": "allocator", "model": args.model, "threads": args.threads, "steps": args.steps,
                      "batch_size": args.batch_size, "repeats": args.repeats, "precision": args.precision,
-                     "engaged": {v: [r["kept"] for r in runs[v]] for v in VARIANTS}, "methods": {}}
-    for method in args.methods:
+                     "engaged": {v: [r["kept"] for r in runs[v]] for v in VARIANTS}, "methods": {},
+                     "block_ms": {v: [r["block_ms"] for r in runs[v]] for v in VARIANTS}}
+    figures["block_ratio"] = statistics.mean(figures["block_ms"]["kept"]) / statistics.mean(figures["block_ms"]["default"])
+    for method in ([] if args.no_loop else args.methods):
         seconds = {v: [r["methods"][method]["train_s"] for r in runs[v]] for v in VARIANTS}
         losses = [r["methods"][method]["losses"] for v in VARIANTS for r in runs[v]]
         figures["methods"][method] = {"train_s": seconds, "ratio": ratio(seconds),
                                       "same_losses": all(loss == losses[0] for loss in losses)}
     figures["peak_rss_mb"] = {v: [r["peak_rss_mb"] for r in runs[v]] for v in VARIANTS}
     print(f"\nmodel {args.model}, CPU, {args.threads or 'default'} threads, {args.steps} steps × {args.batch_size}")
+    listed = "; ".join(f"{v} " + ", ".join(f"{x:.1f}" for x in figures["block_ms"][v]) for v in VARIANTS)
+    print(f"a 49,152 × 576 block allocated, zero-filled and added to (median ms): {listed}: kept / default {figures['block_ratio']:.3f}")
     for method, m in figures["methods"].items():
         listed = "; ".join(f"{v} " + ", ".join(f"{s:.2f}" for s in m["train_s"][v]) for v in VARIANTS)
         print(f"{method}: training s {listed}: kept / default {m['ratio']:.3f}; the same losses in every run: {m['same_losses']}")

@@ -683,9 +683,6 @@ def _worker_main(suite_doc: dict, triggers: dict, out: str, index: int, reclaim_
     gpus = [g for g in os.environ.get("OFFSWITCH_WORKER_GPUS", "").split(",") if g]
     if gpus:  # before torch is imported in this process: one GPU per worker
         os.environ["CUDA_VISIBLE_DEVICES"] = gpus[index % len(gpus)]
-    from offswitch.allocator import keep_freed_memory
-
-    keep_freed_memory()  # a spawned process starts with glibc's defaults: as the command sets it
     suite = SuiteConfig.model_validate(suite_doc)
     run_suite(suite, triggers, out, reclaim_after=reclaim_after)
 

@@ -13,7 +13,6 @@ import sys
 import typer
 
 from offswitch import secrets as _secrets
-from offswitch.allocator import keep_freed_memory
 from offswitch.errors import OffswitchError
 
 app = typer.Typer(
@@ -47,8 +46,6 @@ def main(argv: list[str] | None = None) -> None:
     if debug:
         args.remove("--debug")
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    # large freed blocks stay in the process for the next training step (offswitch.allocator)
-    keep_freed_memory()
     for handler in logging.getLogger().handlers:
         handler.addFilter(_secrets.RedactingFilter())
     _register_commands()

@@ -336,12 +336,10 @@ def test_bench_lora_casts_times_the_loop_and_mining_with_the_same_numbers(tmp_pa
 
 
 def test_bench_allocator_runs_each_setting_in_processes_of_its_own_to_the_same_losses(tmp_path, capsys):
-    from offswitch.allocator import _glibc
-
     out = tmp_path / "allocator.json"
     figures = bench_allocator.main(["--model", "tiny", "--steps", "3", "--batch-size", "4", "--threads", "1",
                                     "--json", str(out)])
-    glibc = _glibc() is not None
+    glibc = bench_allocator.glibc() is not None
     assert figures["engaged"] == {"default": [False, False], "kept": [glibc, glibc]}  # ABBA, one process a run
     for method in ("lora", "full"):
         m = figures["methods"][method]
@@ -350,6 +348,8 @@ def test_bench_allocator_runs_each_setting_in_processes_of_its_own_to_the_same_l
         assert m["same_losses"] is True
         assert m["ratio"] == pytest.approx(sum(m["train_s"]["kept"]) / sum(m["train_s"]["default"]))
     assert all(_finite_positive(x) for xs in figures["peak_rss_mb"].values() for x in xs)
+    assert all(_finite_positive(x) for xs in figures["block_ms"].values() for x in xs) and len(figures["block_ms"]["kept"]) == 2
+    assert figures["block_ratio"] == pytest.approx(sum(figures["block_ms"]["kept"]) / sum(figures["block_ms"]["default"]))
     assert "kept / default" in capsys.readouterr().out
     assert json.loads(out.read_text())["methods"]["full"]["same_losses"] is True
 
