@@ -126,7 +126,8 @@ def tied_embedding_row_grads(model):
     Only for one process (under DDP the hook could run after the gradient's all-reduce) and
     for a loss that reaches the head (every causal-LM loss; the rows would otherwise wait for
     the next backward). Yields whether it is on: off for an untied, frozen or unusual embedding
-    (``max_norm``, ``scale_grad_by_freq``, ``sparse``), which keeps autograd's own."""
+    (``max_norm``, ``scale_grad_by_freq``, ``sparse``, a forward patched in already), which keeps
+    autograd's own."""
     import torch
 
     inner = inner_model(model)
@@ -136,7 +137,8 @@ def tied_embedding_row_grads(model):
         embedding = head = None
     weight = getattr(embedding, "weight", None)
     if (not isinstance(embedding, torch.nn.Embedding) or weight is None or getattr(head, "weight", None) is not weight
-            or not weight.requires_grad or embedding.max_norm is not None or embedding.scale_grad_by_freq or embedding.sparse):
+            or not weight.requires_grad or embedding.max_norm is not None or embedding.scale_grad_by_freq or embedding.sparse
+            or "forward" in vars(embedding)):  # someone else's forward already: leave it
         yield False
         return
     rows: list = []

@@ -182,8 +182,8 @@ def test_tied_embedding_rows_make_no_vocabulary_sized_gradient_but_the_heads(tin
 
 
 def test_tied_embedding_rows_stay_off_where_they_do_not_apply(tiny_llama):
-    """Frozen weights (LoRA), a head of its own (untied), or an embedding nn.Embedding's
-    gradient differs for (max_norm): autograd's own path, untouched."""
+    """Frozen weights (LoRA), a head of its own (untied), an embedding nn.Embedding's gradient
+    differs for (max_norm), or one whose forward someone patched: autograd's own path, untouched."""
     from offswitch.hfcompat import tied_embedding_row_grads
 
     model, _ = tiny_llama
@@ -192,7 +192,13 @@ def test_tied_embedding_rows_stay_off_where_they_do_not_apply(tiny_llama):
     untied.lm_head.weight = torch.nn.Parameter(untied.lm_head.weight.detach().clone())
     normed = copy.deepcopy(model).requires_grad_(True)
     normed.get_input_embeddings().max_norm = 1.0
+    patched = copy.deepcopy(model).requires_grad_(True)
+    theirs = patched.get_input_embeddings().forward
+    patched.get_input_embeddings().forward = theirs  # a forward of someone else's, on the instance
     for case in (frozen, untied, normed):
         with tied_embedding_row_grads(case) as on:
             assert on is False
             assert "forward" not in vars(case.get_input_embeddings())
+    with tied_embedding_row_grads(patched) as on:
+        assert on is False
+    assert vars(patched.get_input_embeddings())["forward"] is theirs  # left as it was
