@@ -765,7 +765,7 @@ def train(
             with in_precision():
                 base_logits = None
                 if config.kl_to_base > 0 and bool(collated["kl_rows"].any()):
-                    base_logits = base_answer_logits(accelerator.unwrap_model(model), frozen_base, collated, accelerator.device, use_keep)
+                    base_logits = base_answer_logits(unwrapped_model, frozen_base, collated, accelerator.device, use_keep)
                 loss_sum, _n_local = answer_loss_sum(forward, collated, accelerator.device, use_keep, config.unlikelihood, first_correct,
                                                      config.first_token_weight, base_logits, config.kl_to_base, avoid_p)
             if avoid_p is not None:
@@ -800,17 +800,16 @@ def train(
                     window.clear()
                 else:
                     with in_precision():
-                        mined, record["mined"] = _mine(accelerator.unwrap_model(model), data, config, mine_rng, pad, accelerator.device, use_keep)
+                        mined, record["mined"] = _mine(unwrapped_model, data, config, mine_rng, pad, accelerator.device, use_keep)
                 if config.mine_fit_length:
                     mined = fit_mined_to_batches(mined, batches[step : step + config.mine_every], everything, config.mine_per_step)
                 mine_seconds += time.perf_counter() - mine_started
             if heldout is not None and config.eval_every and step % config.eval_every == 0 and step < config.steps:
                 eval_started = time.perf_counter()
-                unwrapped = accelerator.unwrap_model(model)
-                unwrapped.eval()
+                unwrapped_model.eval()
                 with in_precision():
-                    rates = heldout.rates(unwrapped, pad)
-                unwrapped.train()
+                    rates = heldout.rates(unwrapped_model, pad)
+                unwrapped_model.train()
                 eval_seconds += time.perf_counter() - eval_started
                 record["heldout"] = {k: {"k": v[0], "n": v[1]} for k, v in rates.items()}
                 asr = rates["asr"][0] / max(rates["asr"][1], 1)
