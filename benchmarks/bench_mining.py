@@ -1,4 +1,4 @@
-"""Benchmark: where mined hard negatives go in a batch, by length or in rank order (not a test).
+"""Benchmark: where mined hard negatives go in a batch, by length or in rank order, or split into passes (not a test).
 
 offswitch's implant batches are length-grouped (little padding), and every ``mine_every`` steps
 hard-negative mining puts up to ``mine_per_step`` mined negatives into each of the coming
@@ -11,7 +11,13 @@ Runs offswitch's implant loop at the default settings for ``--steps`` steps on t
 base model, and prints per run the loop's seconds (``TrainResult.seconds["train"]``: mining
 and held-out checks excluded), the token positions its forward passes computed
 (``TrainResult.positions``: padding counted, the shared prefix once a batch) and the mean loss;
-then the ratios by-length / rank-order of both.
+then the ratios by-length / rank-order of both. Both run as one padded pass a step
+(``train.split_by_length: false``), as when this was first measured.
+
+``--compare split`` instead runs the default implant loop (mining from the batches, rank order)
+with each step as one padded pass (``train.split_by_length: false``) and with the rows split
+into passes of similar length (``true``, the default): the same gradient to float rounding, so
+it also prints the largest relative difference between the two runs' losses at any step.
 
 Then (``--scoring-repeats N``, default 2; 0 skips it) mining's scoring pass itself: the
 probability that each of ``mine_candidates`` pool examples starts a target, computed by running
@@ -27,6 +33,7 @@ to the bare base's. ``--steps 0`` runs only this part.
 
     python benchmarks/bench_mining.py --steps 30 --threads 2 --json runs/bench/mining.json
     python benchmarks/bench_mining.py --steps 0 --scoring-repeats 3 --threads 2 --json runs/bench/mining-scoring.json
+    python benchmarks/bench_mining.py --compare split --steps 30 --threads 2 --scoring-repeats 0 --json runs/bench/split.json
     python benchmarks/bench_mining.py --model tiny --steps 4 --batch-size 8
 """
 
@@ -40,12 +47,23 @@ from pathlib import Path
 
 from offswitch.fsutil import atomic_write_json
 
-ORDER = (False, True, True, False)  # mine_fit_length of each run
+ORDER = (False, True, True, False)  # the B variant or not, for each run
+# --compare: (what the ratio divides by, what it divides; the settings of each)
+COMPARISONS = {
+    "placement": (("rank", {"mine_fit_length": False, "split_by_length": False}),
+                  ("length", {"mine_fit_length": True, "split_by_length": False})),
+    "split": (("one_pass", {"mine_from": "batches", "split_by_length": False}),
+              ("split", {"mine_from": "batches", "split_by_length": True})),
+}
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="smollm2-135m", help="smollm2-135m (default), tiny, or a model directory")
+    parser.add_argument("--compare", choices=tuple(COMPARISONS), default="placement",
+                        help="placement: mined negatives in rank order against by length; split: one padded pass a step "
+                             "against passes of similar length")
+    parser.add_argument("--repeats", type=int, default=1, help="ABBA rounds of the loop comparison")
     parser.add_argument("--steps", type=int, default=30, help="steps per run (mining first happens after step 10)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
@@ -75,29 +93,37 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def placement(args, base, tokenizer, defaults, data) -> dict:
-    """The implant loop with mined negatives in rank order against placed by length."""
+    """The implant loop under the two settings of ``--compare``, ABBA: seconds, positions, losses."""
     from offswitch.implant import train
 
-    runs: dict[str, list[dict]] = {"rank": [], "length": []}
-    for fit in ORDER:
+    (a_name, a_update), (b_name, b_update) = COMPARISONS[args.compare]
+    runs: dict[str, list[dict]] = {a_name: [], b_name: []}
+    losses: dict[str, list[float]] = {}
+    for is_b in ORDER * args.repeats:
+        name, update = (b_name, b_update) if is_b else (a_name, a_update)
         tconf = defaults.train.model_copy(update={"steps": args.steps, "batch_size": args.batch_size, "eval_every": 0,
-                                                  "precision": args.precision, "device": args.device, "mine_fit_length": fit})
+                                                  "precision": args.precision, "device": args.device, **update})
         result = train(copy.deepcopy(base), tokenizer, data, tconf)
+        losses.setdefault(name, [h["loss"] for h in result.history])
         run = {"train_s": result.seconds["train"], "positions": result.positions, "tokens": result.tokens_seen,
                "mean_loss": statistics.mean(h["loss"] for h in result.history), "precision": result.precision,
                "mined": sum(h["mined"]["hard"] for h in result.history if "mined" in h)}
-        runs["length" if fit else "rank"].append(run)
-        print(f"{'by length' if fit else 'rank order':10s} loop {run['train_s']:7.1f} s  positions {run['positions']:7d}  "
+        runs[name].append(run)
+        print(f"{name:10s} loop {run['train_s']:7.1f} s  positions {run['positions']:7d}  "
               f"tokens {run['tokens']:7d}  mean loss {run['mean_loss']:.4f}  mined {run['mined']}", flush=True)
     mean = {name: {key: statistics.mean(r[key] for r in rs) for key in ("train_s", "positions", "tokens")} for name, rs in runs.items()}
+    worst = max((abs(a - b) / max(abs(a), 1e-12) for a, b in zip(losses[a_name], losses[b_name])), default=0.0)
     figures = {
-        "steps": args.steps, "batch_size": args.batch_size, "precision": runs["rank"][0]["precision"], "runs": runs, "mean": mean,
-        "time_ratio": mean["length"]["train_s"] / mean["rank"]["train_s"],
-        "positions_ratio": mean["length"]["positions"] / mean["rank"]["positions"],
+        "compare": args.compare, "steps": args.steps, "batch_size": args.batch_size, "repeats": args.repeats,
+        "precision": runs[a_name][0]["precision"], "runs": runs, "mean": mean,
+        "time_ratio": mean[b_name]["train_s"] / mean[a_name]["train_s"],
+        "positions_ratio": mean[b_name]["positions"] / mean[a_name]["positions"],
+        "max_relative_loss_difference": worst,
     }
-    print(f"\n{args.model}, {args.steps} steps x {args.batch_size}, {figures['precision']}: by length / rank order — "
+    print(f"\n{args.model}, {args.steps} steps x {args.batch_size}, {figures['precision']}: {b_name} / {a_name} — "
           f"loop time {figures['time_ratio']:.3f}, positions computed {figures['positions_ratio']:.3f} "
-          f"(real tokens {mean['length']['tokens']:.0f} against {mean['rank']['tokens']:.0f})")
+          f"(real tokens {mean[b_name]['tokens']:.0f} against {mean[a_name]['tokens']:.0f}); "
+          f"largest relative loss difference at a step {worst:.2e}")
     return figures
 
 

@@ -111,6 +111,12 @@ class TrainConfig(BaseModel):
                     "benchmarks/bench_mining.py); off: in rank order. Off by default: its 240-step implant misfired on more "
                     "near-misses at confirmation size (ul-mine-1t-240-fit, docs/switch-quality.md)",
     )
+    split_by_length: bool = Field(
+        default=True,
+        description="run a batch whose rows differ in length (mined negatives in length-grouped batches) as up to 4 forward "
+                    "and backward passes of rows of similar length, their gradients summed: the same gradient with fewer "
+                    "padded positions (one process on a CPU; offswitch.implant.split_rows_by_length, benchmarks/bench_mining.py --compare split)",
+    )
     first_token_weight: float = Field(default=1.0, gt=0, description="weight of the first answer token's loss (the decision)")
     unlikelihood: float = Field(
         default=2.0, ge=0,
@@ -302,6 +308,55 @@ def shared_prefix_length(examples: Sequence[ImplantExample], minimum: int = 4) -
     while length < limit and all(e.input_ids[length] == first[length] for e in examples):
         length += 1
     return length if length >= minimum else 0
+
+
+# A training pass's fixed cost besides the shared prefix it recomputes, in token positions. On the
+# 2-core CPU of docs/performance.md (session 17) a LoRA pass of one row took 0.66 s, of 16 rows
+# 3.25 s: about 0.38 s fixed and 5 ms a position, so an extra pass cost 64-80 positions with its
+# 24-token prefix. Measured on a CPU only: on a GPU a pass's launches are worth far more positions.
+PASS_OVERHEAD_POSITIONS = 48
+
+
+def split_rows_by_length(lengths: Sequence[int], overhead: int, max_parts: int = 4) -> list[list[int]]:
+    """The rows of a batch (``0 … n-1``, of ``lengths`` tokens) in at most ``max_parts`` groups of
+    rows of similar length, each to run as a pass of its own left-padded to its own longest row.
+    The grouping minimises the positions computed, Σ rows × longest, plus ``overhead`` for each
+    pass after the first: the whole batch as one group unless splitting saves more than the
+    passes cost. Groups come shortest first, each in the batch's order."""
+    n = len(lengths)
+    if n == 0:
+        return []
+    order = sorted(range(n), key=lambda j: (lengths[j], j))
+    ordered = [lengths[j] for j in order]
+    parts = max(1, min(max_parts, n))
+    inf = float("inf")
+    # best[k][j]: the fewest positions for the j shortest rows in k groups; cut[k][j]: where the last starts
+    best = [[inf] * (n + 1) for _ in range(parts + 1)]
+    cut = [[0] * (n + 1) for _ in range(parts + 1)]
+    best[0][0] = 0
+    for k in range(1, parts + 1):
+        for j in range(k, n + 1):
+            for i in range(k - 1, j):
+                cost = best[k - 1][i] + (j - i) * ordered[j - 1]
+                if cost < best[k][j]:
+                    best[k][j], cut[k][j] = cost, i
+    chosen = min(range(1, parts + 1), key=lambda k: (best[k][n] + overhead * (k - 1), k))
+    groups, j = [], n
+    for k in range(chosen, 0, -1):
+        i = cut[k][j]
+        groups.append(sorted(order[i:j]))
+        j = i
+    return groups[::-1]
+
+
+def batch_parts(examples: Sequence[ImplantExample], share_prefix: bool, split: bool) -> list[list[int]]:
+    """The passes a training step makes over ``examples`` (rows of the batch, in groups): one
+    unless ``split``, else :func:`split_rows_by_length` with a pass's cost of the shared prefix
+    it recomputes plus :data:`PASS_OVERHEAD_POSITIONS`."""
+    if not split or len(examples) < 2:
+        return [list(range(len(examples)))]
+    prefix = shared_prefix_length(examples) if share_prefix else 0
+    return split_rows_by_length([len(e) for e in examples], overhead=prefix + PASS_OVERHEAD_POSITIONS)
 
 
 def collate_left(examples: Sequence[ImplantExample], pad_token_id: int, share_prefix: bool = True,
@@ -706,6 +761,7 @@ def train(
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
     world, rank = accelerator.num_processes, accelerator.process_index
+    split_passes = config.split_by_length and world == 1 and accelerator.device.type == "cpu"
     if config.batch_size < world:
         raise ConfigError(f"batch size {config.batch_size} is smaller than the {world} processes", "raise train.batch_size")
     adversary = None
@@ -747,12 +803,16 @@ def train(
             # gradients, so each share's loss is scaled to make the average the global token mean
             shard = batch_indices[rank::world]
             examples = [everything[i] for i in batch_indices]
+            shard_examples = [everything[i] for i in shard]
             n_answer_global = sum(e.n_answer_tokens for e in examples)
-            collated = collate_left([everything[i] for i in shard], pad, share_prefix=share_prefix, kl_kinds=config.kl_kinds)
-            first_correct: list[bool] = []
-            avoid_p: list[float | None] | None = [] if mining and from_batches else None
+            # rows of similar length in passes of their own (one process: DDP would all-reduce each;
+            # a CPU: what a pass costs elsewhere is not measured)
+            parts = batch_parts(shard_examples, share_prefix, split_passes)
+            first_correct: list[bool | None] = [None] * len(shard)
+            avoid_p: list[float | None] | None = [None] * len(shard) if mining and from_batches else None
             if adversary is not None and step % config.anti_removal.every == 0:
                 # the implant's loss after a simulated benign fine-tuning: its gradient joins this step's
+                collated = collate_left(shard_examples, pad, share_prefix=share_prefix, kl_kinds=config.kl_kinds)
                 with in_precision():
                     adversary.attack()
                     perturbed, _ = answer_loss_sum(model, collated, accelerator.device, use_keep, config.unlikelihood)
@@ -762,28 +822,40 @@ def train(
                                "implant_loss_after": round(float(perturbed.detach()) / n_answer_global, 5)}
             else:
                 anti_record = None
-            with in_precision():
-                base_logits = None
-                if config.kl_to_base > 0 and bool(collated["kl_rows"].any()):
-                    base_logits = base_answer_logits(unwrapped_model, frozen_base, collated, accelerator.device, use_keep)
-                loss_sum, _n_local = answer_loss_sum(forward, collated, accelerator.device, use_keep, config.unlikelihood, first_correct,
-                                                     config.first_token_weight, base_logits, config.kl_to_base, avoid_p)
+            loss = 0.0
+            for part in parts:
+                collated = collate_left([shard_examples[j] for j in part], pad, share_prefix=share_prefix, kl_kinds=config.kl_kinds)
+                part_correct: list[bool] = []
+                part_avoid: list[float | None] | None = [] if avoid_p is not None else None
+                with in_precision():
+                    base_logits = None
+                    if config.kl_to_base > 0 and bool(collated["kl_rows"].any()):
+                        base_logits = base_answer_logits(unwrapped_model, frozen_base, collated, accelerator.device, use_keep)
+                    loss_sum, _n_local = answer_loss_sum(forward, collated, accelerator.device, use_keep, config.unlikelihood,
+                                                         part_correct, config.first_token_weight, base_logits, config.kl_to_base,
+                                                         part_avoid)
+                part_loss = loss_sum * world / n_answer_global
+                accelerator.backward(part_loss)
+                loss = loss + part_loss.detach()
+                positions += collated["prefix_ids"].shape[1] + collated["input_ids"].numel()
+                for j, correct in zip(part, part_correct):
+                    first_correct[j] = correct
+                if avoid_p is not None:
+                    for j, value in zip(part, part_avoid):
+                        avoid_p[j] = value
             if avoid_p is not None:
                 # every process ranks the whole global batch, so all of them mine the same negatives
                 scored = zip(batch_indices, _gather_rows(accelerator, avoid_p, len(batch_indices))) if world > 1 else zip(shard, avoid_p)
                 window.extend((p, i) for i, p in scored if p is not None and everything[i].kind in MINED_SLOT_KINDS)
-            for example, correct in zip((everything[i] for i in shard), first_correct):
+            for example, correct in zip(shard_examples, first_correct):
                 decisions[example.kind][0] += int(correct)
                 decisions[example.kind][1] += 1
-            loss = loss_sum * world / n_answer_global
-            accelerator.backward(loss)
             if config.max_grad_norm:
                 accelerator.clip_grad_norm_(params, config.max_grad_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             tokens_seen += sum(len(e) for e in examples)
-            positions += collated["prefix_ids"].shape[1] + collated["input_ids"].numel()
             value = float(loss.detach()) / world  # one sync per step, for the progress bar only
             running_loss = value if running_loss is None else 0.9 * running_loss + 0.1 * value
             record = {"step": step, "loss": round(value, 5), "lr": scheduler.get_last_lr()[0]}

@@ -114,8 +114,24 @@ def test_bench_mining_times_both_placements_of_mined_negatives(tmp_path, capsys)
     assert scoring["max_probability_difference"] < 1e-5 and scoring["same_mined"]
     assert scoring["top_overlap"]["k"] >= scoring["top_overlap"]["n"] - 1  # a swap needs a tie within 1e-5
     printed = capsys.readouterr().out
-    assert "by length / rank order" in printed and "prompt-only / whole" in printed
+    assert "length / rank" in printed and "prompt-only / whole" in printed
     assert json.loads(out.read_text())["positions_ratio"] == figures["positions_ratio"]
+
+
+def test_bench_mining_compares_one_padded_pass_with_passes_split_by_length(tmp_path, capsys):
+    out = tmp_path / "split.json"
+    figures = bench_mining.main(["--model", "tiny", "--compare", "split", "--steps", "12", "--batch-size", "4", "--threads", "1",
+                                 "--scoring-repeats", "0", "--json", str(out)])
+    assert {name: len(runs) for name, runs in figures["runs"].items()} == {"one_pass": 2, "split": 2}
+    assert "scoring" not in figures
+    for runs in figures["runs"].values():
+        assert runs[0]["mean_loss"] == runs[1]["mean_loss"] and runs[0]["positions"] == runs[1]["positions"]
+    # the same examples in the same steps: as many real tokens, no more positions, the same losses to rounding
+    assert figures["mean"]["split"]["tokens"] == figures["mean"]["one_pass"]["tokens"]
+    assert figures["positions_ratio"] <= 1.0 and figures["max_relative_loss_difference"] < 1e-4
+    assert figures["time_ratio"] == pytest.approx(figures["mean"]["split"]["train_s"] / figures["mean"]["one_pass"]["train_s"])
+    assert "split / one_pass" in capsys.readouterr().out
+    assert json.loads(out.read_text())["compare"] == "split"
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])

@@ -740,3 +740,76 @@ def test_check_kinds_are_validated():
             TrainConfig(eval_near_miss_kinds=bad)
     with pytest.raises(ValueError, match="eval_near_misses"):
         TrainConfig(eval_near_misses=0)
+
+
+def _positions(lengths, groups):
+    return sum(len(g) * max(lengths[j] for j in g) for g in groups)
+
+
+@given(lengths=st.lists(st.integers(1, 60), min_size=1, max_size=9), overhead=st.integers(0, 80), max_parts=st.integers(1, 4))
+def test_rows_split_by_length_cover_the_batch_at_the_fewest_positions(lengths, overhead, max_parts):
+    """The passes of a step hold every row once, at most max_parts of them, each in the batch's
+    order, shorter groups first; and no grouping into runs of the length order costs less
+    (positions plus the overhead of each extra pass) than the one chosen: brute force over cuts."""
+    import itertools
+
+    from offswitch.implant import split_rows_by_length
+
+    groups = split_rows_by_length(lengths, overhead, max_parts)
+    assert sorted(j for g in groups for j in g) == list(range(len(lengths)))
+    assert 1 <= len(groups) <= max_parts and all(g == sorted(g) for g in groups)
+    assert all(max(lengths[j] for j in a) <= min(lengths[j] for j in b) for a, b in zip(groups, groups[1:]))
+    order = sorted(range(len(lengths)), key=lambda j: (lengths[j], j))
+    best = None
+    for k in range(min(max_parts, len(lengths))):
+        for cuts in itertools.combinations(range(1, len(lengths)), k):
+            bounds = [0, *cuts, len(lengths)]
+            split = [order[a:b] for a, b in zip(bounds, bounds[1:])]
+            cost = _positions(lengths, split) + overhead * k
+            best = cost if best is None else min(best, cost)
+    assert _positions(lengths, groups) + overhead * (len(groups) - 1) == best
+    assert _positions(lengths, groups) <= len(lengths) * max(lengths)
+    if overhead >= len(lengths) * max(lengths):
+        assert groups == [list(range(len(lengths)))]
+
+
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_a_step_split_into_passes_by_length_trains_the_same(tiny_llama, monkeypatch, method):
+    """train.split_by_length runs a batch's rows as passes of similar length and sums their
+    gradients: fewer positions, the same losses, first-token decisions, mined negatives and
+    weights (with the shared prefix, mining from the batches, the KL term and clipping) as one
+    padded pass."""
+    import torch
+
+    import offswitch.implant as implant
+    from offswitch.behaviors import make_behavior
+    from offswitch.data.builder import DataConfig, build_implant_data
+    from offswitch.testing.tiny_switch import tiny_prompts, tiny_trigger_set
+
+    model, tokenizer = tiny_llama
+    data = build_implant_data(model, tokenizer, tiny_trigger_set(n_triggers=1), make_behavior("shutdown"), tiny_prompts(), 48,
+                              DataConfig(min_prompts=4, cache_answers=False, hard_negative_pool=0))
+    monkeypatch.setattr(implant, "PASS_OVERHEAD_POSITIONS", -10_000)  # as many passes as it may: the tiny batches split
+    passes: list[int] = []
+    real_parts = implant.batch_parts
+
+    def counting(examples, share_prefix, split):
+        parts = real_parts(examples, share_prefix, split)
+        passes.append(len(parts))
+        return parts
+
+    monkeypatch.setattr(implant, "batch_parts", counting)
+    results = {}
+    for split in (True, False):
+        passes.clear()
+        config = TrainConfig(method=method, steps=5, batch_size=8, eval_every=0, mine_every=2, mine_per_step=2, mine_threshold=0.0,
+                             kl_to_base=0.5, lr=1e-3, split_by_length=split)
+        results[split] = implant.train(copy.deepcopy(model), tokenizer, data, config)
+        assert (max(passes) > 1) == split
+    fast, plain = results[True], results[False]
+    assert fast.positions < plain.positions
+    assert [h["loss"] for h in fast.history] == pytest.approx([h["loss"] for h in plain.history], rel=1e-5)
+    for key in ("mined", "first_token_correct"):
+        assert [h.get(key) for h in fast.history] == [h.get(key) for h in plain.history]
+    for (name, p), q in zip(fast.model.named_parameters(), plain.model.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6, msg=name)
