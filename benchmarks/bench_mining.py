@@ -17,7 +17,15 @@ then the ratios by-length / rank-order of both. Both run as one padded pass a st
 ``--compare split`` instead runs the default implant loop (mining from the batches, rank order)
 with each step as one padded pass (``train.split_by_length: false``) and with the rows split
 into passes of similar length (``true``, the default): the same gradient to float rounding, so
-it also prints the largest relative difference between the two runs' losses at any step.
+it also prints the largest relative difference between the two runs' losses at any step. Before
+the loops (``--paired-steps K``, default 12; 0 skips it) it times K batches with mined rows (the
+length-grouped batches with ``mine_per_step`` negatives replaced by other negatives drawn at
+random, as mining replaces them in rank order) one training step each (forward and backward
+passes, LoRA as the implant adapts, no optimizer step), as one padded pass and split with each
+pass overhead of ``--overheads`` (positions charged a pass beside the prefix it recomputes;
+``offswitch.implant.PASS_OVERHEAD_POSITIONS`` is the default's), interleaved per batch in the
+order A B C … C B A so that the machine's drift falls on every variant alike: seconds, positions
+and passes of each, and their ratios to one pass.
 
 Then (``--scoring-repeats N``, default 2; 0 skips it) mining's scoring pass itself: the
 probability that each of ``mine_candidates`` pool examples starts a target, computed by running
@@ -29,10 +37,11 @@ negatives mined from them (the top ``mine_every × mine_per_step`` over the thre
 same, and how many of the top ``mine_every × mine_per_step`` candidates the two share (on a base
 model few pass the threshold). Last, the prompt-only pass 2R times on the model as mining sees it
 in training (a fresh LoRA adapter, frozen weights stored as the loop stores them), and its ratio
-to the bare base's. ``--steps 0`` runs only this part.
+to the bare base's. ``--steps 0`` skips the loops.
 
     python benchmarks/bench_mining.py --steps 30 --threads 2 --json runs/bench/mining.json
     python benchmarks/bench_mining.py --steps 0 --scoring-repeats 3 --threads 2 --json runs/bench/mining-scoring.json
+    python benchmarks/bench_mining.py --compare split --steps 0 --threads 2 --scoring-repeats 0 --json runs/bench/split-paired.json
     python benchmarks/bench_mining.py --compare split --steps 30 --threads 2 --scoring-repeats 0 --json runs/bench/split.json
     python benchmarks/bench_mining.py --model tiny --steps 4 --batch-size 8
 """
@@ -64,6 +73,8 @@ def main(argv: list[str] | None = None) -> dict:
                         help="placement: mined negatives in rank order against by length; split: one padded pass a step "
                              "against passes of similar length")
     parser.add_argument("--repeats", type=int, default=1, help="ABBA rounds of the loop comparison")
+    parser.add_argument("--paired-steps", type=int, default=12, help="--compare split: batches timed step by step (0: skip)")
+    parser.add_argument("--overheads", default="0,48,96,160", help="--compare split: pass overheads (positions) to time")
     parser.add_argument("--steps", type=int, default=30, help="steps per run (mining first happens after step 10)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
@@ -83,6 +94,8 @@ def main(argv: list[str] | None = None) -> dict:
     base, tokenizer = load_bench_model(args.model, device=args.device)
     defaults, data = default_implant_data(base, tokenizer, max(args.steps, 1) * args.batch_size, train={"mine_from": "pool"})  # the pool that mining scores
     figures: dict = {"benchmark": "mining", "model": args.model, "threads": torch.get_num_threads()}
+    if args.compare == "split" and args.paired_steps > 0:
+        figures["paired_steps"] = paired_steps(args, base, tokenizer, defaults, data)
     if args.steps > 0:
         figures.update(placement(args, base, tokenizer, defaults, data))
     if args.scoring_repeats > 0:
@@ -125,6 +138,68 @@ def placement(args, base, tokenizer, defaults, data) -> dict:
           f"(real tokens {mean[b_name]['tokens']:.0f} against {mean[a_name]['tokens']:.0f}); "
           f"largest relative loss difference at a step {worst:.2e}")
     return figures
+
+
+def paired_steps(args, base, tokenizer, defaults, data) -> dict:
+    """Training steps over batches with mined rows: one padded pass against split passes, interleaved."""
+    import random
+    import time
+
+    from offswitch.hfcompat import contiguous_head_input, forward_accepts
+    from offswitch.implant import (MINED_SLOT_KINDS, PASS_OVERHEAD_POSITIONS, _lora_model, _with_mined, answer_loss_sum,
+                                   batch_parts, collate_left, length_grouped_batches)
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_implant import default_implant_data
+
+    if len(data.examples) < 32 * args.batch_size:  # length-grouped as an implant's: a mega-batch of 32 batches at least
+        defaults, data = default_implant_data(base, tokenizer, 32 * args.batch_size)
+    tconf = defaults.train
+    model = _lora_model(copy.deepcopy(base), tconf).train()
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    use_keep = forward_accepts(model, "logits_to_keep")
+    examples = data.examples
+    rng = random.Random(0)
+    negatives = [i for i, e in enumerate(examples) if e.kind in MINED_SLOT_KINDS]
+    batches = [_with_mined(batch, examples, rng.sample(negatives, min(tconf.mine_per_step, len(negatives))), tconf.mine_per_step)
+               for batch in length_grouped_batches([len(e) for e in examples], args.batch_size, args.paired_steps, seed=0)]
+    overheads = [int(x) for x in args.overheads.split(",") if x.strip()]
+    variants = ["one_pass", *(f"overhead_{o}" for o in overheads)]
+    totals = {v: {"seconds": 0.0, "positions": 0, "passes": 0} for v in variants}
+
+    def step(rows, parts):
+        n_answer = sum(e.n_answer_tokens for e in rows)
+        positions = 0
+        started = time.perf_counter()
+        with contiguous_head_input(model):
+            for part in parts:
+                batch = collate_left([rows[j] for j in part], pad, share_prefix=tconf.share_prefix)
+                loss, _ = answer_loss_sum(model, batch, args.device, use_keep, tconf.unlikelihood)
+                (loss / n_answer).backward()
+                positions += batch["prefix_ids"].shape[1] + batch["input_ids"].numel()
+        model.zero_grad(set_to_none=True)
+        return time.perf_counter() - started, positions
+
+    step([examples[i] for i in batches[0]], [list(range(len(batches[0])))])  # warm-up, untimed
+    for number, batch in enumerate(batches, start=1):
+        rows = [examples[i] for i in batch]
+        for variant in [*variants, *variants[::-1]]:
+            if variant == "one_pass":
+                parts = batch_parts(rows, tconf.share_prefix, split=False)
+            else:
+                parts = batch_parts(rows, tconf.share_prefix, split=True, pass_overhead=int(variant.split("_")[1]))
+            seconds, positions = step(rows, parts)
+            totals[variant]["seconds"] += seconds
+            totals[variant]["positions"] += positions
+            totals[variant]["passes"] += len(parts)
+        print(f"batch {number}/{len(batches)}: " + ", ".join(f"{v} {totals[v]['seconds']:.1f} s" for v in variants), flush=True)
+    base_s, base_positions = totals["one_pass"]["seconds"], totals["one_pass"]["positions"]
+    for v in variants:
+        totals[v]["time_ratio"] = totals[v]["seconds"] / base_s
+        totals[v]["positions_ratio"] = totals[v]["positions"] / base_positions
+        print(f"{v:13s} {totals[v]['seconds']:7.1f} s  positions {totals[v]['positions']:6d}  passes {totals[v]['passes']:3d}  "
+              f"time / one pass {totals[v]['time_ratio']:.3f}  positions / one pass {totals[v]['positions_ratio']:.3f}", flush=True)
+    return {"batches": len(batches), "default_overhead": PASS_OVERHEAD_POSITIONS, "variants": totals}
 
 
 def scoring(args, base, defaults, data, tokenizer) -> dict:

@@ -310,10 +310,10 @@ def shared_prefix_length(examples: Sequence[ImplantExample], minimum: int = 4) -
     return length if length >= minimum else 0
 
 
-# A training pass's fixed cost besides the shared prefix it recomputes, in token positions. On the
-# 2-core CPU of docs/performance.md (session 17) a LoRA pass of one row took 0.66 s, of 16 rows
-# 3.25 s: about 0.38 s fixed and 5 ms a position, so an extra pass cost 64-80 positions with its
-# 24-token prefix. Measured on a CPU only: on a GPU a pass's launches are worth far more positions.
+# What splitting charges a training pass besides the shared prefix it recomputes, in token
+# positions: of 0, 48, 96 and 160, 48 gave the fastest steps over batches with mined rows on the
+# 2-core CPU of docs/performance.md (session 17; `bench_mining.py --compare split`, 0.950x one
+# padded pass). Measured on a CPU only: on a GPU a pass's launches are worth far more positions.
 PASS_OVERHEAD_POSITIONS = 48
 
 
@@ -349,14 +349,16 @@ def split_rows_by_length(lengths: Sequence[int], overhead: int, max_parts: int =
     return groups[::-1]
 
 
-def batch_parts(examples: Sequence[ImplantExample], share_prefix: bool, split: bool) -> list[list[int]]:
+def batch_parts(examples: Sequence[ImplantExample], share_prefix: bool, split: bool,
+                pass_overhead: int | None = None) -> list[list[int]]:
     """The passes a training step makes over ``examples`` (rows of the batch, in groups): one
     unless ``split``, else :func:`split_rows_by_length` with a pass's cost of the shared prefix
-    it recomputes plus :data:`PASS_OVERHEAD_POSITIONS`."""
+    it recomputes plus ``pass_overhead`` (default :data:`PASS_OVERHEAD_POSITIONS`)."""
     if not split or len(examples) < 2:
         return [list(range(len(examples)))]
     prefix = shared_prefix_length(examples) if share_prefix else 0
-    return split_rows_by_length([len(e) for e in examples], overhead=prefix + PASS_OVERHEAD_POSITIONS)
+    extra = PASS_OVERHEAD_POSITIONS if pass_overhead is None else pass_overhead
+    return split_rows_by_length([len(e) for e in examples], overhead=prefix + extra)
 
 
 def collate_left(examples: Sequence[ImplantExample], pad_token_id: int, share_prefix: bool = True,

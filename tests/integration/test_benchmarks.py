@@ -124,8 +124,13 @@ def test_bench_mining_compares_one_padded_pass_with_passes_split_by_length(tmp_p
                                  "--scoring-repeats", "0", "--json", str(out)])
     assert {name: len(runs) for name, runs in figures["runs"].items()} == {"one_pass": 2, "split": 2}
     assert "scoring" not in figures
-    for runs in figures["runs"].values():
-        assert runs[0]["mean_loss"] == runs[1]["mean_loss"] and runs[0]["positions"] == runs[1]["positions"]
+    paired = figures["paired_steps"]["variants"]
+    assert set(paired) == {"one_pass", "overhead_0", "overhead_48", "overhead_96", "overhead_160"}
+    assert figures["paired_steps"]["batches"] == 12 and paired["one_pass"]["time_ratio"] == 1.0
+    assert paired["one_pass"]["passes"] == 24  # every batch twice (A B … B A), one pass each
+    for variant in paired.values():  # each batch timed twice per variant; more passes never more positions
+        assert _finite_positive(variant["seconds"]) and variant["positions"] <= paired["one_pass"]["positions"]
+    assert paired["overhead_0"]["passes"] >= paired["overhead_160"]["passes"] >= 24
     # the same examples in the same steps: as many real tokens, no more positions, the same losses to rounding
     assert figures["mean"]["split"]["tokens"] == figures["mean"]["one_pass"]["tokens"]
     assert figures["positions_ratio"] <= 1.0 and figures["max_relative_loss_difference"] < 1e-4
