@@ -312,8 +312,9 @@ def shared_prefix_length(examples: Sequence[ImplantExample], minimum: int = 4) -
 
 # What splitting charges a training pass besides the shared prefix it recomputes, in token
 # positions: of 0, 48, 96 and 160, 48 gave the fastest steps over batches with mined rows on the
-# 2-core CPU of docs/performance.md (session 17; `bench_mining.py --compare split`, 0.950x one
-# padded pass). Measured on a CPU only: on a GPU a pass's launches are worth far more positions.
+# 2-core CPU of docs/performance.md over two runs (session 17; `bench_mining.py --compare split`,
+# 0.950x and 0.896x one padded pass; the others within noise of it). Measured on a CPU only: on a
+# GPU a pass's launches are worth far more positions.
 PASS_OVERHEAD_POSITIONS = 48
 
 
