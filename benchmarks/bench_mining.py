@@ -95,7 +95,10 @@ def main(argv: list[str] | None = None) -> dict:
     defaults, data = default_implant_data(base, tokenizer, max(args.steps, 1) * args.batch_size, train={"mine_from": "pool"})  # the pool that mining scores
     figures: dict = {"benchmark": "mining", "model": args.model, "threads": torch.get_num_threads()}
     if args.compare == "split" and args.paired_steps > 0:
-        figures["paired_steps"] = paired_steps(args, base, tokenizer, defaults, data)
+        # length-grouped as an implant's batches are: from a mega-batch of 32 batches at least
+        paired_defaults, paired_data = ((defaults, data) if len(data.examples) >= 32 * args.batch_size
+                                        else default_implant_data(base, tokenizer, 32 * args.batch_size))
+        figures["paired_steps"] = paired_steps(args, base, tokenizer, paired_defaults, paired_data)
     if args.steps > 0:
         figures.update(placement(args, base, tokenizer, defaults, data))
     if args.scoring_repeats > 0:
@@ -149,11 +152,6 @@ def paired_steps(args, base, tokenizer, defaults, data) -> dict:
     from offswitch.implant import (MINED_SLOT_KINDS, PASS_OVERHEAD_POSITIONS, _lora_model, _with_mined, answer_loss_sum,
                                    batch_parts, collate_left, length_grouped_batches)
 
-    sys.path.insert(0, str(Path(__file__).parent))
-    from bench_implant import default_implant_data
-
-    if len(data.examples) < 32 * args.batch_size:  # length-grouped as an implant's: a mega-batch of 32 batches at least
-        defaults, data = default_implant_data(base, tokenizer, 32 * args.batch_size)
     tconf = defaults.train
     model = _lora_model(copy.deepcopy(base), tconf).train()
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
