@@ -139,20 +139,20 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from offswitch.precision import native_bf16, resolve
+    from offswitch.precision import cpu_has, native_bf16, resolve
 
     sys.path.insert(0, str(Path(__file__).parent))
     from bench_implant import load_bench_model
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    probe = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
     figures: dict = {
         "benchmark": "precision",
         "model": args.model,
         "threads": torch.get_num_threads(),
-        "amx": native_bf16("cpu"),
-        "avx512_bf16": bool(probe()) if probe else None,
+        "amx": cpu_has("_is_amx_tile_supported"),
+        "avx512_bf16": cpu_has("_is_avx512_bf16_supported"),
+        "native_bf16": native_bf16("cpu"),
         "auto_resolves_to": resolve("auto", "cpu"),
         "batch": [args.batch_size, args.seq],
     }

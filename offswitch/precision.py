@@ -9,7 +9,13 @@ faster, and fp32 elsewhere:
 * CUDA with bf16 support (Ampere and newer);
 * a CPU with AMX tiles (Intel Sapphire Rapids and newer), where bf16 matrix products run on the
   tile unit (``benchmarks/bench_precision.py`` measures the gain, docs/performance.md records it);
-* fp32 on anything else: without a bf16 matrix unit, autocast adds casts and saves little.
+* fp32 on anything else, including a CPU whose AVX-512 has the bf16 dot-product instructions but
+  no AMX (AMD Zen 4, Intel Cooper Lake). There bf16 is faster (on a 2-core Zen 4 EPYC a bf16
+  product took 0.23x the fp32 one and the implant loop 0.63x), but the default implant trained in
+  bf16 under one key planted a less specific switch at confirmation size than in fp32 (near-miss
+  FAR 195/4950 against 59/4950 over all 240 steps; docs/switch-quality.md item 12), so there it
+  is opt-in (``precision: bf16``) until more keys show otherwise. Without bf16 arithmetic in
+  hardware (AVX2 alone), autocast adds casts and saves little.
 
 The environment variable ``OFFSWITCH_PRECISION`` (``fp32`` or ``bf16``) decides ``auto`` instead
 of the hardware, e.g. to make a run on a new machine comparable with an fp32 one; an explicit
@@ -48,18 +54,26 @@ def from_autocast_flag(enabled: bool | None) -> str | None:
 
 
 def native_bf16(device_type: str) -> bool:
-    """Whether this machine's ``device_type`` ("cpu" or "cuda") multiplies bf16 natively."""
+    """Whether ``auto`` trains in bf16 on this machine's ``device_type`` ("cpu" or "cuda"): a GPU
+    with bf16, a CPU with AMX."""
     import torch
 
     if device_type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     if device_type == "cpu":
-        probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
-        try:
-            return bool(probe()) if probe is not None else False
-        except RuntimeError:  # pragma: no cover - a build without the CPU feature probe
-            return False
+        return cpu_has("_is_amx_tile_supported")  # not AVX-512 bf16 alone: see the module's docstring
     return False
+
+
+def cpu_has(probe_name: str) -> bool:
+    """What torch.cpu's feature probe ``probe_name`` says (False where this torch has none)."""
+    import torch
+
+    probe = getattr(torch.cpu, probe_name, None)
+    try:
+        return bool(probe()) if probe is not None else False
+    except RuntimeError:  # pragma: no cover - a build without the CPU feature probe
+        return False
 
 
 def resolve(precision: str | None, device) -> Literal["fp32", "bf16"]:

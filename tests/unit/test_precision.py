@@ -31,6 +31,24 @@ def test_auto_follows_the_hardware(hardware, native, expected):
     assert precision.resolve(None, "cuda") == expected
 
 
+@pytest.mark.parametrize("amx, avx512_bf16", [(True, False), (False, True), (True, True), (False, False)])
+def test_auto_trains_bf16_on_a_cpu_with_amx_not_on_avx512_bf16_alone(monkeypatch, amx, avx512_bf16):
+    # AVX-512 bf16 without AMX: faster, but the default implant planted a less specific switch in
+    # bf16 (docs/switch-quality.md item 12), so auto stays fp32 there
+    import torch
+
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16, raising=False)
+    monkeypatch.delenv(precision.ENV, raising=False)
+    assert precision.native_bf16("cpu") is amx
+    assert precision.resolve("auto", "cpu") == ("bf16" if amx else "fp32")
+    assert precision.resolve("bf16", "cpu") == "bf16"  # an explicit choice opts in anywhere
+    assert precision.resolve_for_evaluation("auto", "cpu") == "fp32"  # measurements stay fp32 on a CPU
+    assert precision.cpu_has("_is_avx512_bf16_supported") is avx512_bf16
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")  # a torch without the probe
+    assert precision.native_bf16("cpu") is False
+
+
 def test_explicit_choice_and_environment_beat_the_hardware(hardware, monkeypatch):
     hardware(True)
     assert precision.resolve("fp32", "cpu") == "fp32"
