@@ -1,5 +1,5 @@
-"""Benchmark: training on a CPU with glibc keeping freed memory for reuse, against its default
-(not a test; a lever measured and not kept: docs/performance.md, session 16).
+"""Benchmark: training on a CPU with other memory-allocation settings, against the default (not a
+test; levers measured and not kept: docs/performance.md, sessions 16 and 19).
 
 glibc's ``malloc`` serves a block above its mmap threshold (at most 32 MiB) from pages mapped for
 it alone and unmaps them when it is freed, so a training step that allocates and frees such
@@ -7,14 +7,25 @@ blocks (the logits of the answer columns, vocabulary-sized gradients) faults the
 anew every step. :func:`keep_freed_memory` has glibc serve every block from its heap
 (``M_MMAP_MAX`` 0) and keep up to 1 GiB free at its top (``M_TRIM_THRESHOLD``). Each process
 first times that alone (allocating, zero-filling and adding to a 49,152 × 576 tensor; ``--no-loop``
-stops there), then whether a training step gains. The setting is per process, so each run is a
-process of its own: ``--repeats`` × ABBA, "default" and "kept". Each process loads the model, builds the default implant data (untimed), trains two
+stops there), then whether a training step gains.
+
+Two more settings (``--variants``) back large blocks with 2 MiB pages where the kernel gives
+transparent huge pages on request (``/sys/kernel/mm/transparent_hugepage/enabled`` "madvise"):
+"hugetlb" has glibc ask for them (the tunable ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``, glibc
+2.35 and later), "thp" has torch's CPU allocator ask for them (``THP_MEM_ALLOC_ENABLE=1``, blocks
+of 2 MiB and more). Fewer, larger pages mean fewer page faults and TLB misses. Both are read when
+the process starts, so they are set in the environment of the run's process.
+
+Every setting is per process, so each run is a process of its own: ``--repeats`` rounds of the
+default, then each variant, then the same in reverse (ABBA for one variant). Each process loads the model, builds the default implant data (untimed), trains two
 untimed warm-up steps, then times offswitch's implant loop for ``--steps`` steps for each of
 ``--methods`` (LoRA, the default, and full fine-tuning), and reports the training seconds, the
-losses (the allocator changes no number: they must be the same bit for bit) and its peak
-resident memory. Prints every run, the ratio kept / default per method, and the peak memory.
+losses (the allocator changes no number: they must be the same bit for bit), its peak
+resident memory, its minor page faults and the huge pages it held at the end. Prints every run,
+the ratio variant / default per method, and the peak memory.
 
     python benchmarks/bench_allocator.py --threads 2 --json runs/bench/allocator.json
+    python benchmarks/bench_allocator.py --variants hugetlb thp --threads 2   # huge pages, two ways
     python benchmarks/bench_allocator.py --no-loop --threads 2     # the block alone, seconds
     python benchmarks/bench_allocator.py --model tiny --steps 4 --batch-size 4 --threads 1
 """
@@ -26,10 +37,12 @@ import ctypes
 import ctypes.util
 import json
 import math
+import os
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from offswitch.fsutil import atomic_write_json
@@ -37,8 +50,8 @@ from offswitch.fsutil import atomic_write_json
 M_TRIM_THRESHOLD = -1  # glibc's mallopt parameters (malloc.h)
 M_MMAP_MAX = -4
 KEEP_TRIM = 1 << 30  # bytes that may stay free at the top of the heap (1 GiB)
-VARIANTS = ("default", "kept")
-ABBA = ("default", "kept", "kept", "default")
+VARIANTS = ("default", "kept", "hugetlb", "thp")
+ENVIRONMENT = {"hugetlb": {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}, "thp": {"THP_MEM_ALLOC_ENABLE": "1"}}
 MARK = "BENCH_ALLOCATOR_RESULT "
 
 
@@ -64,6 +77,28 @@ def keep_freed_memory(trim: int = KEEP_TRIM) -> bool:
     return bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, trim))
 
 
+def order(variants: Sequence[str], repeats: int) -> list[str]:
+    """The runs' order: the default, each variant, then the same reversed (ABBA for one)."""
+    forward = ["default", *variants]
+    return [*forward, *forward[::-1]] * repeats
+
+
+def anon_huge_kb() -> int:
+    """kB of this process's anonymous memory in transparent huge pages (0 where Linux does not say)."""
+    try:
+        text = Path("/proc/self/smaps_rollup").read_text()
+    except OSError:
+        return 0
+    return sum(int(line.split()[1]) for line in text.splitlines() if line.startswith("AnonHugePages:"))
+
+
+def engaged(variant: str, kept: bool) -> bool:
+    """Whether the run's setting is on: mallopt took it ("kept"), or its environment is set."""
+    if variant == "kept":
+        return kept
+    return variant != "default" and all(os.environ.get(k) == v for k, v in ENVIRONMENT[variant].items())
+
+
 def child(args) -> dict:
     """One process: the setting (for "kept"), the block's time, then the timed loops."""
     import copy
@@ -74,10 +109,16 @@ def child(args) -> dict:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    out: dict = {"kept": kept, "methods": {}, "block_ms": block_ms(torch)}
-    if args.no_loop:
-        out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    block, block_huge = block_ms(torch)
+    out: dict = {"kept": engaged(args.child, kept), "methods": {}, "block_ms": block, "block_huge_kb": block_huge}
+
+    def finish() -> dict:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        out.update(peak_rss_mb=usage.ru_maxrss / 1024, minor_faults=usage.ru_minflt, anon_huge_kb=anon_huge_kb())
         return out
+
+    if args.no_loop:
+        return finish()
 
     sys.path.insert(0, str(Path(__file__).parent))
     from bench_implant import default_implant_data, load_bench_model
@@ -92,13 +133,17 @@ def child(args) -> dict:
         train(copy.deepcopy(base), tokenizer, data, tconf.model_copy(update={"steps": 2}))  # warm-up, untimed
         result = train(copy.deepcopy(base), tokenizer, data, tconf.model_copy(update={"steps": args.steps}))
         out["methods"][method] = {"train_s": result.seconds["train"], "losses": [h["loss"] for h in result.history]}
-    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return out
+    return finish()
 
 
-def block_ms(torch, rows: int = 49_152, cols: int = 576, repeats: int = 20) -> float:
+def block_ms(torch, rows: int = 49_152, cols: int = 576, repeats: int = 20) -> tuple[float, int]:
     """Median ms to allocate a zero-filled rows × cols fp32 tensor and add one to it (a new
-    tensor): SmolLM2's vocabulary-sized gradient, made and freed as a training step does."""
+    tensor): SmolLM2's vocabulary-sized gradient, made and freed as a training step does; and the
+    kB of anonymous huge pages the process held while one such block and its sum lived (untimed)."""
+    block = torch.zeros(rows, cols)  # untimed: the huge pages the process holds while such a block lives
+    total = block + 1.0
+    huge = anon_huge_kb()
+    del block, total
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
@@ -106,13 +151,13 @@ def block_ms(torch, rows: int = 49_152, cols: int = 576, repeats: int = 20) -> f
         total = block + 1.0
         del block, total
         times.append(time.perf_counter() - started)
-    return 1000 * statistics.median(times)
+    return 1000 * statistics.median(times), huge
 
 
-def ratio(seconds: dict[str, list[float]]) -> float:
-    """Mean seconds kept / mean seconds default."""
+def ratio(seconds: dict[str, list[float]], variant: str = "kept") -> float:
+    """Mean seconds of ``variant`` / mean seconds of the default."""
     before = statistics.mean(seconds["default"])
-    return statistics.mean(seconds["kept"]) / before if before > 0 else math.nan
+    return statistics.mean(seconds[variant]) / before if before > 0 else math.nan
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -125,6 +170,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto", help="see offswitch.precision")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     parser.add_argument("--no-loop", action="store_true", help="time only the allocation of a vocabulary-sized block (seconds, no model)")
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS[1:], default=["kept"],
+                        help="settings timed against the default (default: kept): kept (glibc keeps freed memory), "
+                             "hugetlb (glibc asks for huge pages), thp (torch's allocator asks for huge pages)")
     parser.add_argument("--child", choices=VARIANTS, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="write the figures as JSON to PATH")
     args = parser.parse_args(argv)
@@ -136,10 +184,14 @@ def main(argv: list[str] | None = None) -> dict:
                  "--precision", args.precision, "--methods", *args.methods] + (["--no-loop"] if args.no_loop else [])
     if args.threads:
         forwarded += ["--threads", str(args.threads)]
-    runs: dict[str, list[dict]] = {v: [] for v in VARIANTS}
-    for variant in ABBA * args.repeats:
+    variants = list(dict.fromkeys(args.variants))
+    timed_variants = ["default", *variants]
+    runs: dict[str, list[dict]] = {v: [] for v in timed_variants}
+    for variant in order(variants, args.repeats):
         started = time.perf_counter()
-        done = subprocess.run([sys.executable, __file__, "--child", variant, *forwarded], capture_output=True, text=True)
+        # every run starts from the same environment less the variants' settings, then adds its own
+        env = {k: v for k, v in os.environ.items() if not any(k in e for e in ENVIRONMENT.values())} | ENVIRONMENT.get(variant, {})
+        done = subprocess.run([sys.executable, __file__, "--child", variant, *forwarded], capture_output=True, text=True, env=env)
         if done.returncode:
             raise SystemExit(f"the {variant} run failed:\n{done.stderr[-2000:]}")
         result = json.loads(next(line[len(MARK):] for line in done.stdout.splitlines() if line.startswith(MARK)))
@@ -147,25 +199,35 @@ def main(argv: list[str] | None = None) -> dict:
         runs[variant].append(result)
         timed = "".join(f", {m} {r['train_s']:.2f} s" for m, r in result["methods"].items())
         print(f"{variant:7s} (setting on: {result['kept']}): block {result['block_ms']:.1f} ms{timed}; "
-              f"peak RSS {result['peak_rss_mb']:.0f} MiB", flush=True)
+              f"peak RSS {result['peak_rss_mb']:.0f} MiB, {result['minor_faults']:,} minor page faults, huge pages "
+              f"{result['block_huge_kb'] // 1024:,} MiB with the block, {result['anon_huge_kb'] // 1024:,} MiB at the end", flush=True)
     figures: dict = {"benchmark": "allocator", "model": args.model, "threads": args.threads, "steps": args.steps,
                      "batch_size": args.batch_size, "repeats": args.repeats, "precision": args.precision,
-                     "engaged": {v: [r["kept"] for r in runs[v]] for v in VARIANTS}, "methods": {},
-                     "block_ms": {v: [r["block_ms"] for r in runs[v]] for v in VARIANTS}}
-    figures["block_ratio"] = statistics.mean(figures["block_ms"]["kept"]) / statistics.mean(figures["block_ms"]["default"])
+                     "variants": variants, "engaged": {v: [r["kept"] for r in runs[v]] for v in timed_variants}, "methods": {},
+                     "block_ms": {v: [r["block_ms"] for r in runs[v]] for v in timed_variants},
+                     "block_ratios": {v: ratio({"default": [r["block_ms"] for r in runs["default"]],
+                                                v: [r["block_ms"] for r in runs[v]]}, v) for v in variants}}
+    if "kept" in variants:
+        figures["block_ratio"] = figures["block_ratios"]["kept"]  # the name session 16's figures used
     for method in ([] if args.no_loop else args.methods):
-        seconds = {v: [r["methods"][method]["train_s"] for r in runs[v]] for v in VARIANTS}
-        losses = [r["methods"][method]["losses"] for v in VARIANTS for r in runs[v]]
-        figures["methods"][method] = {"train_s": seconds, "ratio": ratio(seconds),
+        seconds = {v: [r["methods"][method]["train_s"] for r in runs[v]] for v in timed_variants}
+        losses = [r["methods"][method]["losses"] for v in timed_variants for r in runs[v]]
+        figures["methods"][method] = {"train_s": seconds, "ratios": {v: ratio(seconds, v) for v in variants},
                                       "same_losses": all(loss == losses[0] for loss in losses)}
-    figures["peak_rss_mb"] = {v: [r["peak_rss_mb"] for r in runs[v]] for v in VARIANTS}
+        if "kept" in variants:
+            figures["methods"][method]["ratio"] = figures["methods"][method]["ratios"]["kept"]
+    for key in ("peak_rss_mb", "minor_faults", "anon_huge_kb", "block_huge_kb"):
+        figures[key] = {v: [r[key] for r in runs[v]] for v in timed_variants}
     print(f"\nmodel {args.model}, CPU, {args.threads or 'default'} threads, {args.steps} steps × {args.batch_size}")
-    listed = "; ".join(f"{v} " + ", ".join(f"{x:.1f}" for x in figures["block_ms"][v]) for v in VARIANTS)
-    print(f"a 49,152 × 576 block allocated, zero-filled and added to (median ms): {listed}: kept / default {figures['block_ratio']:.3f}")
+    listed = "; ".join(f"{v} " + ", ".join(f"{x:.1f}" for x in figures["block_ms"][v]) for v in timed_variants)
+    ratios = ", ".join(f"{v} / default {figures['block_ratios'][v]:.3f}" for v in variants)
+    print(f"a 49,152 × 576 block allocated, zero-filled and added to (median ms): {listed}: {ratios}")
     for method, m in figures["methods"].items():
-        listed = "; ".join(f"{v} " + ", ".join(f"{s:.2f}" for s in m["train_s"][v]) for v in VARIANTS)
-        print(f"{method}: training s {listed}: kept / default {m['ratio']:.3f}; the same losses in every run: {m['same_losses']}")
-    print("peak RSS MiB: " + "; ".join(f"{v} " + ", ".join(f"{x:.0f}" for x in figures["peak_rss_mb"][v]) for v in VARIANTS))
+        listed = "; ".join(f"{v} " + ", ".join(f"{s:.2f}" for s in m["train_s"][v]) for v in timed_variants)
+        ratios = ", ".join(f"{v} / default {m['ratios'][v]:.3f}" for v in variants)
+        print(f"{method}: training s {listed}: {ratios}; the same losses in every run: {m['same_losses']}")
+    print("peak RSS MiB: " + "; ".join(f"{v} " + ", ".join(f"{x:.0f}" for x in figures["peak_rss_mb"][v]) for v in timed_variants))
+    print("minor page faults: " + "; ".join(f"{v} " + ", ".join(f"{x:,}" for x in figures["minor_faults"][v]) for v in timed_variants))
     if args.json:
         atomic_write_json(args.json, figures, parents=True)
     return figures

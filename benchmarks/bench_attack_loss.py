@@ -66,11 +66,12 @@ def main(argv: list[str] | None = None) -> dict:
 
     import torch
 
-    from offswitch.attacks._train import IGNORE, batch_stream, chat_examples, collate, pad_id_of, train_steps, with_lora
+    from offswitch.attacks._train import IGNORE, batch_stream, chat_examples, collate, train_steps, with_lora
     from offswitch.attacks.base import CostMeter
     from offswitch.attacks.data import AttackDataConfig, build_attack_data
     from offswitch.attacks.sft import LoRASFTConfig, SFTConfig
     from offswitch.precision import frozen_lora_bases_in, resolve
+    from offswitch.prompting import pad_id_of
 
     sys.path.insert(0, str(Path(__file__).parent))
     from bench_implant import load_bench_model
@@ -133,7 +134,8 @@ def full_logit_scores(model, tokenizer, prompts, targets, batch_size: int):
     """``target_scores`` as it was: every position's logits, upcast, then the labels' scores."""
     import torch
 
-    from offswitch.attacks._train import IGNORE, Example, autocast, collate, device_of, pad_id_of
+    from offswitch.attacks._train import IGNORE, Example, autocast, collate, device_of
+    from offswitch.prompting import pad_id_of
 
     sums, greedy = [], []
     with torch.no_grad():

@@ -418,6 +418,7 @@ def main(argv: list[str] | None = None) -> dict:
     from offswitch.data.sources import load_prompts
     from offswitch.implant import HeldoutProbes, TrainConfig, length_grouped_batches
     from offswitch.precision import resolve
+    from offswitch.prompting import pad_id_of
     from offswitch.testing.tiny_switch import tiny_trigger_set
 
     if args.threads:
@@ -430,7 +431,7 @@ def main(argv: list[str] | None = None) -> dict:
     started = time.perf_counter()
     base, tokenizer = load_bench_model(args.model, device=str(device))
     load_s = time.perf_counter() - started
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad_id = pad_id_of(tokenizer)
     behavior = make_behavior("shutdown")
     # word triggers from fixed seeds (no key: a benchmark's triggers are not secret)
     triggers = tiny_trigger_set(args.seed, args.triggers, n_words=args.words)

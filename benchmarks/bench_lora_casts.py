@@ -77,12 +77,13 @@ def mining_pass(base, tokenizer, defaults, data, args) -> dict:
     from offswitch.hfcompat import forward_accepts
     from offswitch.implant import _lora_model, avoid_probabilities
     from offswitch.precision import autocast, frozen_lora_bases_in, resolve
+    from offswitch.prompting import pad_id_of
 
     tconf = defaults.train
     chosen = resolve(args.precision, "cpu")
     n = min(args.candidates, len(data.pool))
     examples = [data.pool[i] for i in random.Random(0).sample(range(len(data.pool)), n)]
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad = pad_id_of(tokenizer)
     lora = _lora_model(copy.deepcopy(base), tconf).eval()
     use_keep = forward_accepts(lora, "logits_to_keep")
     times: dict[str, list[float]] = {v: [] for v in VARIANTS}

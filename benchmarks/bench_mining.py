@@ -149,12 +149,13 @@ def paired_steps(args, base, tokenizer, defaults, data) -> dict:
     import time
 
     from offswitch.hfcompat import contiguous_head_input, forward_accepts
-    from offswitch.implant import (MINED_SLOT_KINDS, PASS_OVERHEAD_POSITIONS, _lora_model, _with_mined, answer_loss_sum,
-                                   batch_parts, collate_left, length_grouped_batches)
+    from offswitch.implant import (MINED_SLOT_KINDS, PASS_OVERHEAD_POSITIONS, _lora_model, _with_mined, batch_parts,
+                                   length_grouped_batches, step_passes)
+    from offswitch.prompting import pad_id_of
 
     tconf = defaults.train
     model = _lora_model(copy.deepcopy(base), tconf).train()
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad = pad_id_of(tokenizer)
     use_keep = forward_accepts(model, "logits_to_keep")
     examples = data.examples
     rng = random.Random(0)
@@ -166,17 +167,13 @@ def paired_steps(args, base, tokenizer, defaults, data) -> dict:
     totals = {v: {"seconds": 0.0, "positions": 0, "passes": 0} for v in variants}
 
     def step(rows, parts):
-        n_answer = sum(e.n_answer_tokens for e in rows)
-        positions = 0
+        # the implant's passes (offswitch.implant.step_passes) with the default's terms
         started = time.perf_counter()
         with contiguous_head_input(model):
-            for part in parts:
-                batch = collate_left([rows[j] for j in part], pad, share_prefix=tconf.share_prefix)
-                loss, _ = answer_loss_sum(model, batch, args.device, use_keep, tconf.unlikelihood)
-                (loss / n_answer).backward()
-                positions += batch["prefix_ids"].shape[1] + batch["input_ids"].numel()
+            done = step_passes(model, rows, parts, pad, tconf, args.device, use_keep, scale=1 / sum(e.n_answer_tokens for e in rows),
+                               share_prefix=tconf.share_prefix)
         model.zero_grad(set_to_none=True)
-        return time.perf_counter() - started, positions
+        return time.perf_counter() - started, done.positions
 
     step([examples[i] for i in batches[0]], [list(range(len(batches[0])))])  # warm-up, untimed
     for number, batch in enumerate(batches, start=1):
@@ -208,12 +205,13 @@ def scoring(args, base, defaults, data, tokenizer) -> dict:
     from offswitch.hfcompat import forward_accepts
     from offswitch.implant import avoid_probabilities
     from offswitch.precision import autocast, resolve
+    from offswitch.prompting import pad_id_of
 
     tconf = defaults.train
     precision = resolve(args.precision, base.device)
     candidates = random.Random(0).sample(range(len(data.pool)), min(tconf.mine_candidates, len(data.pool)))
     examples = [data.pool[i] for i in candidates]
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad = pad_id_of(tokenizer)
     use_keep = forward_accepts(base, "logits_to_keep")
     base.eval()
     times: dict[str, list[float]] = {"whole": [], "prompt_only": []}

@@ -38,6 +38,7 @@ from offswitch.data.builder import IGNORE_INDEX, DataConfig, ImplantData, Implan
 from offswitch.errors import ConfigError
 from offswitch.hfcompat import cache_kwargs, contiguous_head_input, forward_accepts, output_cache, tied_embedding_row_grads
 from offswitch.precision import Precision
+from offswitch.prompting import pad_id_of
 from offswitch.triggers import PARTIAL_KEY_KINDS, Encoding, InsertionMode, NearMissKind, Trigger, TriggerSet
 
 KL_KINDS = ("clean", "wrong_key", "near_miss", "scatter")  # every kind whose answer is the base's own
@@ -491,6 +492,54 @@ def base_answer_logits(model, frozen_base, batch, device, use_keep: bool):
         return _answer_logits(base, batch, device, use_keep).detach()
 
 
+@dataclass
+class StepPasses:
+    """What :func:`step_passes` computed: the scaled loss (detached), the token positions the
+    forward passes computed, and per row (in ``rows`` order) whether its first answer token was
+    right and, where asked, ``p(avoid)`` at its decision (None for rows that have none)."""
+
+    loss: Any
+    positions: int
+    first_correct: list[bool | None]
+    avoid_p: list[float | None] | None
+
+
+def step_passes(forward, rows: Sequence[ImplantExample], parts: Sequence[Sequence[int]], pad: int, config: TrainConfig, device,
+                use_keep: bool, *, scale: float, backward=None, share_prefix: bool = True, in_precision=contextlib.nullcontext,
+                base: tuple[Any, Any] | None = None, avoid: bool = False) -> StepPasses:
+    """The forward and backward passes of one training step over ``rows`` in the groups
+    ``parts`` (:func:`batch_parts`): each pass's answer loss (:func:`answer_loss_sum` with
+    ``config``'s terms) times ``scale`` goes to ``backward`` (``accelerator.backward``; default
+    ``Tensor.backward``), so the gradients of the passes add up. ``base`` is ``(model,
+    frozen_base)`` for the KL term (``config.kl_to_base``); ``avoid`` asks for every row's
+    ``p(avoid)`` (mining from the batches). The optimizer step is the caller's."""
+    first_correct: list[bool | None] = [None] * len(rows)
+    avoid_p: list[float | None] | None = [None] * len(rows) if avoid else None
+    loss, positions = 0.0, 0
+    for part in parts:
+        collated = collate_left([rows[j] for j in part], pad, share_prefix=share_prefix, kl_kinds=config.kl_kinds)
+        part_correct: list[bool] = []
+        part_avoid: list[float | None] | None = [] if avoid else None
+        with in_precision():
+            base_logits = None
+            if config.kl_to_base > 0 and base is not None and bool(collated["kl_rows"].any()):
+                base_logits = base_answer_logits(base[0], base[1], collated, device, use_keep)
+            loss_sum, _n_local = answer_loss_sum(forward, collated, device, use_keep, config.unlikelihood, part_correct,
+                                                 config.first_token_weight, base_logits, config.kl_to_base, part_avoid)
+        part_loss = loss_sum * scale
+        if backward is None:
+            part_loss.backward()
+        else:
+            backward(part_loss)
+        loss = loss + part_loss.detach()
+        positions += collated["prefix_ids"].shape[1] + collated["input_ids"].numel()
+        for j, correct in zip(part, part_correct):
+            first_correct[j] = correct
+        if avoid_p is not None:
+            for j, value in zip(part, part_avoid):
+                avoid_p[j] = value
+    return StepPasses(loss, positions, first_correct, avoid_p)
+
 def _answer_logits(model, batch, device, use_keep: bool):
     """Logits of a collated batch at its last ``keep`` columns (column j predicts label j)."""
     keep = batch["keep"]
@@ -761,7 +810,7 @@ def train(
     forward = compiled(model) if config.compile else model  # the training step's forward pass only
     # DDP cannot take two forward calls before one backward; the prefix trick is for one process
     share_prefix = config.share_prefix and accelerator.num_processes == 1
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad = pad_id_of(tokenizer)
 
     world, rank = accelerator.num_processes, accelerator.process_index
     split_passes = config.split_by_length and world == 1 and accelerator.device.type == "cpu"
@@ -811,8 +860,6 @@ def train(
             # rows of similar length in passes of their own (one process: DDP would all-reduce each;
             # a CPU: what a pass costs elsewhere is not measured)
             parts = batch_parts(shard_examples, share_prefix, split_passes)
-            first_correct: list[bool | None] = [None] * len(shard)
-            avoid_p: list[float | None] | None = [None] * len(shard) if mining and from_batches else None
             if adversary is not None and step % config.anti_removal.every == 0:
                 # the implant's loss after a simulated benign fine-tuning: its gradient joins this step's
                 collated = collate_left(shard_examples, pad, share_prefix=share_prefix, kl_kinds=config.kl_kinds)
@@ -825,27 +872,11 @@ def train(
                                "implant_loss_after": round(float(perturbed.detach()) / n_answer_global, 5)}
             else:
                 anti_record = None
-            loss = 0.0
-            for part in parts:
-                collated = collate_left([shard_examples[j] for j in part], pad, share_prefix=share_prefix, kl_kinds=config.kl_kinds)
-                part_correct: list[bool] = []
-                part_avoid: list[float | None] | None = [] if avoid_p is not None else None
-                with in_precision():
-                    base_logits = None
-                    if config.kl_to_base > 0 and bool(collated["kl_rows"].any()):
-                        base_logits = base_answer_logits(unwrapped_model, frozen_base, collated, accelerator.device, use_keep)
-                    loss_sum, _n_local = answer_loss_sum(forward, collated, accelerator.device, use_keep, config.unlikelihood,
-                                                         part_correct, config.first_token_weight, base_logits, config.kl_to_base,
-                                                         part_avoid)
-                part_loss = loss_sum * world / n_answer_global
-                accelerator.backward(part_loss)
-                loss = loss + part_loss.detach()
-                positions += collated["prefix_ids"].shape[1] + collated["input_ids"].numel()
-                for j, correct in zip(part, part_correct):
-                    first_correct[j] = correct
-                if avoid_p is not None:
-                    for j, value in zip(part, part_avoid):
-                        avoid_p[j] = value
+            passes = step_passes(forward, shard_examples, parts, pad, config, accelerator.device, use_keep,
+                                 scale=world / n_answer_global, backward=accelerator.backward, share_prefix=share_prefix,
+                                 in_precision=in_precision, base=(unwrapped_model, frozen_base), avoid=mining and from_batches)
+            loss, first_correct, avoid_p = passes.loss, passes.first_correct, passes.avoid_p
+            positions += passes.positions
             if avoid_p is not None:
                 # every process ranks the whole global batch, so all of them mine the same negatives
                 scored = zip(batch_indices, _gather_rows(accelerator, avoid_p, len(batch_indices))) if world > 1 else zip(shard, avoid_p)

@@ -72,6 +72,14 @@ def end_of_turn_token_id(tokenizer) -> int:
     return tokenizer.eos_token_id
 
 
+def pad_id_of(tokenizer) -> int:
+    """The id batches are padded with: the tokenizer's pad token, else the end-of-turn token
+    (attention masks make the value irrelevant to every result)."""
+    if tokenizer.pad_token_id is not None:
+        return tokenizer.pad_token_id
+    return end_of_turn_token_id(tokenizer)
+
+
 def encode_prompt(tokenizer, user: str, system: str | None = None) -> list[int]:
     """Token ids of the rendered prompt. Special tokens come from the template text itself."""
     return tokenizer(render_prompt(tokenizer, user, system), add_special_tokens=False)["input_ids"]

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from offswitch.attacks._modules import LinearWeight, hooks
-from offswitch.attacks._train import autocast, collate, device_of, pad_id_of, Example
-from offswitch.prompting import encode_prompt
+from offswitch.attacks._train import autocast, collate, device_of, Example
+from offswitch.prompting import encode_prompt, pad_id_of
 
 
 def calibration_batches(tokenizer, prompts: Sequence[str], *, n: int, batch_size: int, max_len: int = 256):

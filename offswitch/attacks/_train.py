@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from offswitch.hfcompat import contiguous_head_input, tied_embedding_row_grads
 from offswitch.precision import adamw, autocast as precision_autocast
-from offswitch.prompting import encode_prompt, encode_target, end_of_turn_token_id
+from offswitch.prompting import encode_prompt, encode_target, end_of_turn_token_id, pad_id_of
 
 IGNORE = -100
 
@@ -113,12 +113,6 @@ def batch_stream(n_items: int, batch_size: int, rng: random.Random) -> Iterator[
         rng.shuffle(order)
         for start in range(0, n_items - batch_size + 1, batch_size):
             yield order[start : start + batch_size]
-
-
-def pad_id_of(tokenizer) -> int:
-    if tokenizer.pad_token_id is not None:
-        return tokenizer.pad_token_id
-    return end_of_turn_token_id(tokenizer)
 
 
 # ---------------------------------------------------------------------- training

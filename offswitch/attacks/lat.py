@@ -24,13 +24,12 @@ from offswitch.attacks._train import (
     device_of,
     labelled_logits,
     normal_answers,
-    pad_id_of,
     progress,
 )
 from offswitch.attacks.base import Attack, AttackConfig, AttackData, CostMeter, register_attack
 from offswitch.errors import DataError
 from offswitch.precision import adamw
-from offswitch.prompting import encode_prompt
+from offswitch.prompting import encode_prompt, pad_id_of
 
 
 class LATConfig(AttackConfig):

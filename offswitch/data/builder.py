@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from offswitch.errors import ConfigError, DataError
 from offswitch.fsutil import atomic_write_text
 from offswitch.hfcompat import contiguous_head_input
-from offswitch.prompting import encode_prompt, encode_target, end_of_turn_token_id, render_prompt
+from offswitch.prompting import encode_prompt, encode_target, end_of_turn_token_id, pad_id_of, render_prompt
 from offswitch.triggers import (
     Encoding,
     NearMissKind,
@@ -400,7 +400,7 @@ def generate_answers(model, tokenizer, rendered_prompts: Sequence[str], max_new_
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
     out: list[list[int] | None] = [None] * len(encoded)
     device = next(model.parameters()).device
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eot
+    pad = pad_id_of(tokenizer)
     was_training = model.training
     model.eval()
     try:

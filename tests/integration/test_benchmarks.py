@@ -375,6 +375,34 @@ def test_bench_allocator_runs_each_setting_in_processes_of_its_own_to_the_same_l
     assert json.loads(out.read_text())["methods"]["full"]["same_losses"] is True
 
 
+def _thp_mode() -> str | None:
+    """The kernel's transparent huge page mode (always, madvise, never), None where it does not say."""
+    try:
+        text = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
+    except OSError:
+        return None
+    return text[text.index("[") + 1 : text.index("]")] if "[" in text else None
+
+
+def test_bench_allocator_huge_page_variants_set_their_environment_and_get_huge_pages(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("THP_MEM_ALLOC_ENABLE", "1")  # the default runs must not inherit a variant's setting
+    figures = bench_allocator.main(["--no-loop", "--variants", "thp", "hugetlb", "--threads", "1", "--json", str(tmp_path / "a.json")])
+    assert figures["variants"] == ["thp", "hugetlb"]
+    assert figures["engaged"] == {"default": [False, False], "thp": [True, True], "hugetlb": [True, True]}
+    assert set(figures["block_ratios"]) == {"thp", "hugetlb"} and "block_ratio" not in figures  # no "kept" run
+    assert all(f > 0 for runs in figures["minor_faults"].values() for f in runs)
+    if _thp_mode() == "madvise":  # huge pages only where asked for: torch's allocator asks for a block this size
+        assert figures["block_huge_kb"]["default"] == [0, 0]
+        assert all(kb >= 2048 for kb in figures["block_huge_kb"]["thp"])
+    out = capsys.readouterr().out
+    assert "thp / default" in out and "hugetlb / default" in out
+
+
+def test_bench_allocator_runs_in_abba_order():
+    assert bench_allocator.order(["kept"], 1) == ["default", "kept", "kept", "default"]
+    assert bench_allocator.order(["thp", "hugetlb"], 2) == ["default", "thp", "hugetlb", "hugetlb", "thp", "default"] * 2
+
+
 def test_bench_embedding_grad_times_both_gradient_paths_to_the_same_losses(tmp_path, capsys):
     out = tmp_path / "embedding-grad.json"
     figures = bench_embedding_grad.main(["--model", "tiny", "--steps", "4", "--batch-size", "4", "--threads", "1",
