@@ -540,6 +540,7 @@ def step_passes(forward, rows: Sequence[ImplantExample], parts: Sequence[Sequenc
                 avoid_p[j] = value
     return StepPasses(loss, positions, first_correct, avoid_p)
 
+
 def _answer_logits(model, batch, device, use_keep: bool):
     """Logits of a collated batch at its last ``keep`` columns (column j predicts label j)."""
     keep = batch["keep"]
