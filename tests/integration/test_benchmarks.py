@@ -166,6 +166,10 @@ def test_bench_implant_in_bf16_times_a_bf16_and_an_fp32_baseline(capsys):
     for name in ("baseline", "baseline_fp32", "offswitch"):  # two timings each, their mean the loop time
         assert len(results[name]["loop_s_runs"]) == 2
         assert results[name]["loop_s"] == pytest.approx(sum(results[name]["loop_s_runs"]) / 2)
+        assert len(results[name]["call_s_runs"]) == 2  # the whole call's ratio is of the same means
+        assert results[name]["call_s"] == pytest.approx(sum(results[name]["call_s_runs"]) / 2)
+        assert results[name]["call_s"] >= results[name]["loop_s"]
+    assert results["ratio_call_s"] == pytest.approx(results["offswitch"]["call_s"] / results["baseline"]["call_s"])
     assert {"baseline", "baseline_fp32", "offswitch"} <= set(results)
     assert results["ratio_loop_s_vs_fp32"] == pytest.approx(results["offswitch"]["loop_s"] / results["baseline_fp32"]["loop_s"])
     # same batch, same weights: bf16 and fp32 first losses differ only by rounding
