@@ -110,7 +110,7 @@ def child(args) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     block, block_huge = block_ms(torch)
-    out: dict = {"kept": engaged(args.child, kept), "methods": {}, "block_ms": block, "block_huge_kb": block_huge}
+    out: dict = {"engaged": engaged(args.child, kept), "methods": {}, "block_ms": block, "block_huge_kb": block_huge}
 
     def finish() -> dict:
         usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -155,7 +155,7 @@ def block_ms(torch, rows: int = 49_152, cols: int = 576, repeats: int = 20) -> t
 
 
 def ratio(seconds: dict[str, list[float]], variant: str = "kept") -> float:
-    """Mean seconds of ``variant`` / mean seconds of the default."""
+    """The mean of ``variant``'s values (seconds, ms) / the mean of the default's."""
     before = statistics.mean(seconds["default"])
     return statistics.mean(seconds[variant]) / before if before > 0 else math.nan
 
@@ -198,15 +198,15 @@ def main(argv: list[str] | None = None) -> dict:
         result["process_s"] = time.perf_counter() - started
         runs[variant].append(result)
         timed = "".join(f", {m} {r['train_s']:.2f} s" for m, r in result["methods"].items())
-        print(f"{variant:7s} (setting on: {result['kept']}): block {result['block_ms']:.1f} ms{timed}; "
+        print(f"{variant:7s} (setting on: {result['engaged']}): block {result['block_ms']:.1f} ms{timed}; "
               f"peak RSS {result['peak_rss_mb']:.0f} MiB, {result['minor_faults']:,} minor page faults, huge pages "
               f"{result['block_huge_kb'] // 1024:,} MiB with the block, {result['anon_huge_kb'] // 1024:,} MiB at the end", flush=True)
     figures: dict = {"benchmark": "allocator", "model": args.model, "threads": args.threads, "steps": args.steps,
                      "batch_size": args.batch_size, "repeats": args.repeats, "precision": args.precision,
-                     "variants": variants, "engaged": {v: [r["kept"] for r in runs[v]] for v in timed_variants}, "methods": {},
-                     "block_ms": {v: [r["block_ms"] for r in runs[v]] for v in timed_variants},
-                     "block_ratios": {v: ratio({"default": [r["block_ms"] for r in runs["default"]],
-                                                v: [r["block_ms"] for r in runs[v]]}, v) for v in variants}}
+                     "variants": variants, "methods": {}}
+    for key in ("engaged", "block_ms", "peak_rss_mb", "minor_faults", "anon_huge_kb", "block_huge_kb"):  # per run
+        figures[key] = {v: [r[key] for r in runs[v]] for v in timed_variants}
+    figures["block_ratios"] = {v: ratio(figures["block_ms"], v) for v in variants}
     if "kept" in variants:
         figures["block_ratio"] = figures["block_ratios"]["kept"]  # the name session 16's figures used
     for method in ([] if args.no_loop else args.methods):
@@ -216,8 +216,6 @@ def main(argv: list[str] | None = None) -> dict:
                                       "same_losses": all(loss == losses[0] for loss in losses)}
         if "kept" in variants:
             figures["methods"][method]["ratio"] = figures["methods"][method]["ratios"]["kept"]
-    for key in ("peak_rss_mb", "minor_faults", "anon_huge_kb", "block_huge_kb"):
-        figures[key] = {v: [r[key] for r in runs[v]] for v in timed_variants}
     print(f"\nmodel {args.model}, CPU, {args.threads or 'default'} threads, {args.steps} steps × {args.batch_size}")
     listed = "; ".join(f"{v} " + ", ".join(f"{x:.1f}" for x in figures["block_ms"][v]) for v in timed_variants)
     ratios = ", ".join(f"{v} / default {figures['block_ratios'][v]:.3f}" for v in variants)
