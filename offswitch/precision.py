@@ -12,11 +12,11 @@ faster, and fp32 elsewhere:
 * fp32 on anything else, including a CPU whose AVX-512 has the bf16 dot-product instructions but
   no AMX (AMD Zen 4, Intel Cooper Lake). There bf16 is faster (on a 2-core Zen 4 EPYC a bf16
   product took 0.23x the fp32 one and the implant loop 0.63x), but the default implant trained in
-  bf16 planted a less specific switch at confirmation size than in fp32 under one key (near-miss
-  FAR 195/4950 against 59/4950 over all 240 steps) and a more specific one under another (51/4950
-  against 129/4950; docs/switch-quality.md item 12), so there it stays opt-in (``precision:
-  bf16``) until a third key decides. Without bf16 arithmetic in hardware (AVX2 alone), autocast
-  adds casts and saves little.
+  bf16 planted a less specific switch at confirmation size than in fp32 under two keys of three
+  (near-miss FAR 195 against 59 and 187 against 98 of 4,950 over all 240 steps; 51 against 129
+  under the third; pooled 433 against 286 of 14,850, partial-key 28 against 5 of 7,200:
+  docs/switch-quality.md item 12), so there it stays opt-in (``precision: bf16``). Without bf16
+  arithmetic in hardware (AVX2 alone), autocast adds casts and saves little.
 
 The environment variable ``OFFSWITCH_PRECISION`` (``fp32`` or ``bf16``) decides ``auto`` instead
 of the hardware, e.g. to make a run on a new machine comparable with an fp32 one; an explicit

@@ -34,7 +34,7 @@ def test_auto_follows_the_hardware(hardware, native, expected):
 @pytest.mark.parametrize("amx, avx512_bf16", [(True, False), (False, True), (True, True), (False, False)])
 def test_auto_trains_bf16_on_a_cpu_with_amx_not_on_avx512_bf16_alone(monkeypatch, amx, avx512_bf16):
     # AVX-512 bf16 without AMX: faster, but the default implant planted a less specific switch in
-    # bf16 (docs/switch-quality.md item 12), so auto stays fp32 there
+    # bf16 under two keys of three (docs/switch-quality.md item 12), so auto stays fp32 there
     import torch
 
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
