@@ -168,6 +168,7 @@ def test_bench_implant_in_bf16_times_a_bf16_and_an_fp32_baseline(capsys):
         assert results[name]["loop_s"] == pytest.approx(sum(results[name]["loop_s_runs"]) / 2)
         assert len(results[name]["call_s_runs"]) == 2  # the whole call's ratio is of the same means
         assert results[name]["call_s"] == pytest.approx(sum(results[name]["call_s_runs"]) / 2)
+        assert results[name]["after_first_step_s"] == pytest.approx(sum(results[name]["after_first_step_s_runs"]) / 2)
         assert results[name]["call_s"] >= results[name]["loop_s"]
     assert results["ratio_call_s"] == pytest.approx(results["offswitch"]["call_s"] / results["baseline"]["call_s"])
     assert {"baseline", "baseline_fp32", "offswitch"} <= set(results)
@@ -203,6 +204,9 @@ def test_bench_implant_compares_offswitch_with_a_trainer_baseline(tmp_path, caps
             run = results[name]
             assert run["steps"] == 2, (method, name)
             assert _finite_positive(run["loop_s"]) and run["loop_s"] <= run["call_s"] + 1e-6
+            # steps 2..N: within the loop, and (one repeat) the mean of its one run
+            assert 0 < run["after_first_step_s"] < run["loop_s"]
+            assert run["after_first_step_s_runs"] == [run["after_first_step_s"]]
             assert run["samples_per_s"] == pytest.approx(8 / run["loop_s"])
             assert run["answer_tokens_per_s"] == pytest.approx(figures["answer_tokens"] / run["loop_s"])
             assert run["all_tokens_per_s"] > run["answer_tokens_per_s"] > 0
@@ -218,12 +222,15 @@ def test_bench_implant_compares_offswitch_with_a_trainer_baseline(tmp_path, caps
         assert results["baseline"]["positions_computed"] >= figures["all_tokens"]  # padding only adds
         assert _finite_positive(results["ratio_loop_s"])
         assert results["ratio_loop_s"] == pytest.approx(results["offswitch"]["loop_s"] / results["baseline"]["loop_s"])
+        assert results["ratio_after_first_step_s"] == pytest.approx(
+            results["offswitch"]["after_first_step_s"] / results["baseline"]["after_first_step_s"])
         # padding on the right to the longest row costs the baseline at least as many positions
         # as offswitch's left padding with the shared prefix run once
         assert results["baseline"]["positions_computed"] >= results["offswitch"]["positions_computed"]
     assert figures["methods"]["lora"]["learning_rate"] == 1e-3 and figures["methods"]["full"]["learning_rate"] == 5e-5
     printed = capsys.readouterr().out
     assert "== lora" in printed and "== full" in printed and "offswitch / baseline wall time" in printed
+    assert "steps 2..2 alone" in printed
     assert "held-out: ASR" in printed and "[" in printed
     saved = json.loads(out.read_text())
     assert saved["methods"]["lora"]["ratio_loop_s"] == pytest.approx(figures["methods"]["lora"]["ratio_loop_s"])
