@@ -209,7 +209,7 @@ class StepClock:
         import types
 
         self.device = device
-        self.ends: list[float] = []
+        self.first_end = self.last_end = None
         self.console = types.SimpleNamespace(is_terminal=True, print=lambda *a, **k: None)
 
     def add_task(self, *args, **kwargs) -> int:
@@ -217,12 +217,17 @@ class StepClock:
 
     def update(self, *args, **kwargs) -> None:
         sync(self.device)  # costs nothing extra: the loop reads each step's loss already, a sync
-        self.ends.append(time.perf_counter())
+        self.last_end = time.perf_counter()
+        if self.first_end is None:
+            self.first_end = self.last_end
 
 
-def after_first_step(ends: list[float]) -> float | None:
-    """Seconds from the end of the first step to the end of the last (None for one step)."""
-    return ends[-1] - ends[0] if len(ends) > 1 else None
+def after_first_step(first_end: float | None, last_end: float | None, steps: int) -> float | None:
+    """Seconds from the end of the first step to the end of the last (None for fewer than two steps)."""
+    return last_end - first_end if steps > 1 and first_end is not None and last_end is not None else None
+
+
+TIMINGS = ("loop_s", "call_s", "after_first_step_s")  # each trainer's per-run times, averaged over --repeats
 
 
 def run_offswitch(base, tokenizer, data, tconf, device, memory: PeakMemory, profile: bool = False) -> dict:
@@ -248,7 +253,7 @@ def run_offswitch(base, tokenizer, data, tconf, device, memory: PeakMemory, prof
     return {
         "model": result.model,
         "loop_s": result.seconds["train"],
-        "after_first_step_s": after_first_step(clock.ends),
+        "after_first_step_s": after_first_step(clock.first_end, clock.last_end, result.steps_done),
         "call_s": call_s,
         "steps": result.steps_done,
         "peak_memory_mb": peak,
@@ -268,8 +273,9 @@ def run_baseline(base, tokenizer, rows, tconf, device, memory: PeakMemory, *, bf
 
     class LoopTimer(TrainerCallback):
         """From the start of the first step to the end of the last (the loop only), the end of
-        the first step (for steps 2..N), and the first step's loss (the Trainer's running loss before any logging drains it: one read,
-        to check that both trainings start from the same batch and weights)."""
+        the first step (for steps 2..N), and the first step's loss (the Trainer's running loss
+        before any logging drains it: one read, to check that both trainings start from the same
+        batch and weights)."""
 
         start = end = first_end = first_loss = None
         trainer = None
@@ -282,9 +288,9 @@ def run_baseline(base, tokenizer, rows, tconf, device, memory: PeakMemory, *, bf
             if state.global_step == 1:  # synchronised here and at the end only: no syncs the Trainer would not make
                 sync(device)
                 self.first_end = time.perf_counter()
-            if state.global_step == 1 and self.trainer is not None:
-                running = getattr(self.trainer, "_tr_loss", None)
-                self.first_loss = float(running) if running is not None else None
+                if self.trainer is not None:
+                    running = getattr(self.trainer, "_tr_loss", None)
+                    self.first_loss = float(running) if running is not None else None
             if state.global_step >= state.max_steps:
                 sync(device)
                 self.end = time.perf_counter()
@@ -346,8 +352,7 @@ def run_baseline(base, tokenizer, rows, tconf, device, memory: PeakMemory, *, bf
     return {
         "model": trained,
         "loop_s": (timer.end - timer.start) if timer.end is not None else call_s,
-        "after_first_step_s": after_first_step([t for t in (timer.first_end, timer.end) if t is not None])
-                              if output.global_step > 1 else None,
+        "after_first_step_s": after_first_step(timer.first_end, timer.end, int(output.global_step)),
         "call_s": call_s,
         "steps": int(output.global_step),
         "peak_memory_mb": peak,
@@ -547,17 +552,16 @@ def main(argv: list[str] | None = None) -> dict:
                 peak_memory_kind=memory.kind,
             )
             if name in results:  # a repeat: its times only (same data, same seed, same model)
-                results[name]["loop_s_runs"].append(loop_s)
-                results[name]["call_s_runs"].append(run["call_s"])
-                results[name]["after_first_step_s_runs"].append(run["after_first_step_s"])
+                for key in TIMINGS:
+                    results[name][f"{key}_runs"].append(run[key])
                 del trained
                 gc.collect()
                 continue
             if probes is not None:
                 trained.eval()
                 run["quality"] = quality(probes, trained, pad_id)
-            run["loop_s_runs"], run["call_s_runs"] = [loop_s], [run["call_s"]]
-            run["after_first_step_s_runs"] = [run["after_first_step_s"]]
+            for key in TIMINGS:
+                run[f"{key}_runs"] = [run[key]]
             results[name] = run
             del trained
             gc.collect()
@@ -565,10 +569,9 @@ def main(argv: list[str] | None = None) -> dict:
                 torch.cuda.empty_cache()
         for name in names:
             run = results[name]
-            run["loop_s"] = sum(run["loop_s_runs"]) / len(run["loop_s_runs"])
-            run["call_s"] = sum(run["call_s_runs"]) / len(run["call_s_runs"])  # the whole call, the same mean
-            after = run["after_first_step_s_runs"]
-            run["after_first_step_s"] = None if None in after else sum(after) / len(after)
+            for key in TIMINGS:  # every ratio is of these means
+                times = run[f"{key}_runs"]
+                run[key] = None if None in times else sum(times) / len(times)
             run.update(samples_per_s=len(seen) / run["loop_s"], answer_tokens_per_s=answer_tokens / run["loop_s"],
                        all_tokens_per_s=all_tokens / run["loop_s"])
         results["ratio_loop_s"] = results["offswitch"]["loop_s"] / results["baseline"]["loop_s"]
