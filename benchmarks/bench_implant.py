@@ -48,6 +48,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from offswitch.blas import status as blas_status
+from offswitch.blas import use_fast_mkl_on_amd
 from offswitch.fsutil import atomic_write_json
 
 METHODS = ("lora", "full")
@@ -459,6 +461,7 @@ def main(argv: list[str] | None = None) -> dict:
     from offswitch.prompting import pad_id_of
     from offswitch.testing.tiny_switch import tiny_trigger_set
 
+    use_fast_mkl_on_amd()  # as offswitch's commands do, before the first product: both trainers get it (offswitch.blas)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
@@ -518,6 +521,7 @@ def main(argv: list[str] | None = None) -> dict:
         "baseline_order": "offswitch's batches" if sequential else "Trainer random sampler",
         "load_s": load_s,
         "data_s": data_s,
+        "mkl_on_amd": blas_status(),
         "base_quality": base_quality,
         "methods": {},
     }

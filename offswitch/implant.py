@@ -34,6 +34,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, model_validator
 
+from offswitch.blas import status as blas_status
 from offswitch.data.builder import IGNORE_INDEX, DataConfig, ImplantData, ImplantExample
 from offswitch.errors import ConfigError
 from offswitch.hfcompat import cache_kwargs, contiguous_head_input, forward_accepts, output_cache, tied_embedding_row_grads
@@ -779,8 +780,10 @@ def train(
     import torch
     from accelerate.utils import set_seed
 
+    from offswitch.blas import use_fast_mkl_on_amd
     from offswitch.precision import adamw, autocast, compiled, frozen_lora_bases_in, resolve
 
+    use_fast_mkl_on_amd()  # before this process's first matrix product, if nothing came before
     timings: dict[str, float] = {}
     started = time.perf_counter()
     if config.threads:
@@ -1344,6 +1347,7 @@ def training_record(config: ImplantConfig, run: ImplantRun) -> dict[str, Any]:
         "positions_computed": run.train.positions,
         "processes": run.train.processes,
         "precision": run.train.precision,
+        "mkl_on_amd": blas_status(),
         "seconds": run.seconds,
         "final_loss": history[-1]["loss"] if history else None,
         "heldout_checks": [h for h in history if "heldout" in h],

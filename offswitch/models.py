@@ -43,6 +43,10 @@ def load_model(spec: str | os.PathLike, device: str | None = None, dtype=None):
     """Resolve a model spec to ``(model, tokenizer)`` on ``device`` in eval mode."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from offswitch.blas import use_fast_mkl_on_amd
+
+    use_fast_mkl_on_amd()  # before this process's first matrix product (offswitch.blas)
+
     spec_str = str(spec)
     path = Path(spec_str).expanduser()
     if spec_str == DEFAULT_MODEL or spec_str.startswith("smollm2"):

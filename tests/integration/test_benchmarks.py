@@ -15,6 +15,7 @@ sys.path.insert(0, str(BENCHMARKS))
 
 import bench_allocator  # noqa: E402
 import bench_attack_loss  # noqa: E402
+import bench_blas  # noqa: E402
 import bench_compile  # noqa: E402
 import bench_embedding_grad  # noqa: E402
 import bench_evaluate  # noqa: E402
@@ -384,6 +385,28 @@ def test_bench_allocator_runs_each_setting_in_processes_of_its_own_to_the_same_l
     assert figures["block_ratio"] == pytest.approx(sum(figures["block_ms"]["kept"]) / sum(figures["block_ms"]["default"]))
     assert "kept / default" in capsys.readouterr().out
     assert json.loads(out.read_text())["methods"]["full"]["same_losses"] is True
+
+
+def test_bench_blas_times_each_mkl_setting_in_processes_of_its_own(tmp_path, capsys):
+    out = tmp_path / "blas.json"
+    figures = bench_blas.main(["--model", "tiny", "--steps", "2", "--batch-size", "4", "--threads", "1",
+                               "--product-repeats", "1", "--json", str(out)])
+    stock, fix = figures["status"]["stock"], figures["status"]["fix"]
+    assert stock == ["off (OFFSWITCH_MKL_AMD=0)"] * 2  # ABBA: two processes of each setting
+    assert len(fix) == 2 and fix[0] == fix[1] and fix[0] != stock[0]  # "enabled" on an AMD CPU, else why not
+    assert len(figures["products"]) == len(bench_blas.SHAPES)
+    for p in figures["products"].values():
+        assert all(_finite_positive(x) for xs in p["ms"].values() for x in xs) and len(p["ms"]["fix"]) == 2
+        assert p["ratio_fix_stock"] == pytest.approx(sum(p["ms"]["fix"]) / sum(p["ms"]["stock"]))
+    for method in ("lora", "full"):
+        m = figures["loops"][method]
+        assert set(m["loop_s"]) == {"baseline_stock", "baseline_fix", "offswitch_stock", "offswitch_fix"}
+        assert all(len(v) == 2 and all(_finite_positive(x) for x in v) for v in m["loop_s"].values())
+        seconds = m["loop_s"]
+        assert m["ratio_offswitch_fix_trainer_stock"] == pytest.approx(sum(seconds["offswitch_fix"]) / sum(seconds["baseline_stock"]))
+        assert m["ratio_like_for_like_stock"] == pytest.approx(sum(seconds["offswitch_stock"]) / sum(seconds["baseline_stock"]))
+    assert "offswitch fixed / Trainer stock" in capsys.readouterr().out
+    assert json.loads(out.read_text())["status"]["stock"] == stock
 
 
 def _thp_mode() -> str | None:
