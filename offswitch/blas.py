@@ -10,16 +10,17 @@ instruction sets the CPU reports, as it does on an Intel CPU.
 
 offswitch does the same without building or preloading anything: the function returns an answer
 it caches in a global (its first instruction loads it; -1 until MKL first asks), and
-:func:`use_fast_mkl_on_amd` stores 1 there. It is done only where all of these hold, else nothing is touched and the reason is
-returned: Linux on x86-64, a CPU whose vendor is AuthenticAMD, torch built with MKL, the function
-exported by ``libtorch_cpu.so`` and starting with the expected instructions, and
-``OFFSWITCH_MKL_AMD`` not set to 0. It must run before the process's first matrix product: MKL
-asks once, at that product, and keeps the kernels it chose (measured: setting the answer after a
-product changes no timing), so a later call only reports "too late".
-:func:`offswitch.models.load_model` and :func:`offswitch.implant.train` call it.
+:func:`use_fast_mkl_on_amd` stores 1 there. It does so only where all of these hold, else it
+touches nothing and returns the reason: Linux on x86-64, a CPU whose vendor is AuthenticAMD,
+torch built with MKL, the function exported by ``libtorch_cpu.so`` and starting with the expected
+instructions, and ``OFFSWITCH_MKL_AMD`` not set to 0. It must run before the process's first
+matrix product: MKL asks once, at that product (the cached answer is -1 before it and 0 after it
+on an AMD CPU), and in a trial here setting the answer afterwards sped no product up, so a later
+call changes nothing and reports "too late". :func:`offswitch.models.load_model` and
+:func:`offswitch.implant.train` call it.
 
-What it changes: fp32 matrix products run other kernels, with other rounding of the same sums
-(as on an Intel CPU); no result changes otherwise. Measured by ``benchmarks/bench_blas.py``
+What it changes: fp32 matrix products run other kernels, which round the same sums differently
+(as on an Intel CPU); bf16 products (oneDNN) are not MKL's. Measured by ``benchmarks/bench_blas.py``
 (docs/performance.md).
 """
 
