@@ -36,14 +36,14 @@ import argparse
 import ctypes
 import ctypes.util
 import json
-import math
 import os
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+
+from processes import child_json, mean_ratio
 
 from offswitch.fsutil import atomic_write_json
 
@@ -156,8 +156,7 @@ def block_ms(torch, rows: int = 49_152, cols: int = 576, repeats: int = 20) -> t
 
 def ratio(seconds: dict[str, list[float]], variant: str = "kept") -> float:
     """The mean of ``variant``'s values (seconds, ms) / the mean of the default's."""
-    before = statistics.mean(seconds["default"])
-    return statistics.mean(seconds[variant]) / before if before > 0 else math.nan
+    return mean_ratio(seconds[variant], seconds["default"])
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -191,10 +190,7 @@ def main(argv: list[str] | None = None) -> dict:
         started = time.perf_counter()
         # every run starts from the same environment less the variants' settings, then adds its own
         env = {k: v for k, v in os.environ.items() if not any(k in e for e in ENVIRONMENT.values())} | ENVIRONMENT.get(variant, {})
-        done = subprocess.run([sys.executable, __file__, "--child", variant, *forwarded], capture_output=True, text=True, env=env)
-        if done.returncode:
-            raise SystemExit(f"the {variant} run failed:\n{done.stderr[-2000:]}")
-        result = json.loads(next(line[len(MARK):] for line in done.stdout.splitlines() if line.startswith(MARK)))
+        result = child_json([sys.executable, __file__, "--child", variant, *forwarded], MARK, env=env, what=f"{variant} run")
         result["process_s"] = time.perf_counter() - started
         runs[variant].append(result)
         timed = "".join(f", {m} {r['train_s']:.2f} s" for m, r in result["methods"].items())

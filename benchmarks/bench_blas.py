@@ -23,14 +23,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from processes import child_json, mean_ratio, run_child
 
 from offswitch.blas import ENV
 from offswitch.fsutil import atomic_write_json
@@ -75,11 +75,6 @@ def _environment(setting: str) -> dict[str, str]:
     return {**os.environ, ENV: SETTINGS[setting]}
 
 
-def _mean_ratio(numerator: list[float], denominator: list[float]) -> float:
-    below = statistics.mean(denominator)
-    return statistics.mean(numerator) / below if below > 0 else math.nan
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="smollm2-135m", help="smollm2-135m (default), tiny, or a model directory")
@@ -99,21 +94,19 @@ def main(argv: list[str] | None = None) -> dict:
     threads = ["--threads", str(args.threads)] if args.threads else []
     runs: dict[str, list[dict]] = {s: [] for s in SETTINGS}
     for setting in setting_order(args.repeats):
-        done = subprocess.run([sys.executable, __file__, "--child", setting, "--product-repeats", str(args.product_repeats),
-                               *threads], capture_output=True, text=True, env=_environment(setting))
-        if done.returncode:
-            raise SystemExit(f"the {setting} products run failed:\n{done.stderr[-2000:]}")
-        result = json.loads(next(line[len(MARK):] for line in done.stdout.splitlines() if line.startswith(MARK)))
+        result = child_json([sys.executable, __file__, "--child", setting, "--product-repeats", str(args.product_repeats),
+                             *threads], MARK, env=_environment(setting), what=f"{setting} products run")
         if not args.no_loop:
             with tempfile.TemporaryDirectory() as tmp:
                 out = Path(tmp) / "implant.json"
                 command = [sys.executable, str(Path(__file__).with_name("bench_implant.py")), "--model", args.model,
                            "--method", "both", "--steps", str(args.steps), "--batch-size", str(args.batch_size),
                            "--device", "cpu", "--precision", "fp32", "--no-quality", "--json", str(out), *threads]
-                loop = subprocess.run(command, capture_output=True, text=True, env=_environment(setting))
-                if loop.returncode:
-                    raise SystemExit(f"the {setting} implant run failed:\n{loop.stderr[-2000:]}")
+                run_child(command, env=_environment(setting), what=f"{setting} implant run")
                 implant = json.loads(out.read_text())
+            if implant["mkl_on_amd"] != result["status"]:  # the same setting, or the comparison is not of it
+                raise SystemExit(f"the {setting} implant run's MKL setting ({implant['mkl_on_amd']}) is not its products "
+                                 f"run's ({result['status']}): its figures would not be of the {setting} setting")
             result["loops"] = {method: {name: {"loop_s": side["loop_s"], "first_loss": side["first_loss"],
                                                "mean_loss": side["mean_loss"]}
                                         for name, side in sides.items() if name in ("baseline", "offswitch")}
@@ -129,7 +122,7 @@ def main(argv: list[str] | None = None) -> dict:
                      "status": {s: [r["status"] for r in runs[s]] for s in SETTINGS}, "products": {}, "loops": {}}
     for name in runs["stock"][0]["products"]:
         ms = {s: [r["products"][name]["ms"] for r in runs[s]] for s in SETTINGS}
-        figures["products"][name] = {"ms": ms, "ratio_fix_stock": _mean_ratio(ms["fix"], ms["stock"]),
+        figures["products"][name] = {"ms": ms, "ratio_fix_stock": mean_ratio(ms["fix"], ms["stock"]),
                                      "gflops": {s: statistics.mean(r["products"][name]["gflops"] for r in runs[s]) for s in SETTINGS}}
     for method in ([] if args.no_loop else runs["stock"][0]["loops"]):
         seconds = {f"{side}_{s}": [r["loops"][method][side]["loop_s"] for r in runs[s]]
@@ -137,11 +130,11 @@ def main(argv: list[str] | None = None) -> dict:
         figures["loops"][method] = {
             "loop_s": seconds,
             "mean_loss": {s: [r["loops"][method]["offswitch"]["mean_loss"] for r in runs[s]] for s in SETTINGS},
-            "ratio_offswitch_fix_stock": _mean_ratio(seconds["offswitch_fix"], seconds["offswitch_stock"]),
-            "ratio_trainer_fix_stock": _mean_ratio(seconds["baseline_fix"], seconds["baseline_stock"]),
-            "ratio_like_for_like_stock": _mean_ratio(seconds["offswitch_stock"], seconds["baseline_stock"]),
-            "ratio_like_for_like_fix": _mean_ratio(seconds["offswitch_fix"], seconds["baseline_fix"]),
-            "ratio_offswitch_fix_trainer_stock": _mean_ratio(seconds["offswitch_fix"], seconds["baseline_stock"]),
+            "ratio_offswitch_fix_stock": mean_ratio(seconds["offswitch_fix"], seconds["offswitch_stock"]),
+            "ratio_trainer_fix_stock": mean_ratio(seconds["baseline_fix"], seconds["baseline_stock"]),
+            "ratio_like_for_like_stock": mean_ratio(seconds["offswitch_stock"], seconds["baseline_stock"]),
+            "ratio_like_for_like_fix": mean_ratio(seconds["offswitch_fix"], seconds["baseline_fix"]),
+            "ratio_offswitch_fix_trainer_stock": mean_ratio(seconds["offswitch_fix"], seconds["baseline_stock"]),
         }
 
     print(f"\nMKL on this CPU: {figures['status']}; {args.threads or 'default'} threads")

@@ -24,11 +24,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import math
-import statistics
 import sys
 import time
 from pathlib import Path
+
+from processes import mean_ratio
 
 from offswitch.fsutil import atomic_write_json
 
@@ -80,8 +80,7 @@ def loop_runs(base, tokenizer, defaults, data, args) -> dict:
 
 def ratio(seconds: dict[str, list[float]]) -> float:
     """Mean time with rows / mean time through autograd's gradient."""
-    before = statistics.mean(seconds["autograd"])
-    return statistics.mean(seconds["rows"]) / before if before > 0 else math.nan
+    return mean_ratio(seconds["rows"], seconds["autograd"])
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -30,10 +30,11 @@ from __future__ import annotations
 import argparse
 import copy
 import functools
-import statistics
 import sys
 import time
 from pathlib import Path
+
+from processes import mean_ratio
 
 from offswitch.fsutil import atomic_write_json
 
@@ -133,8 +134,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 def ratio(seconds: dict[str, list[float]]) -> float:
     """Mean time after / mean time before (nan when nothing was timed, e.g. no mining in the steps)."""
-    before = statistics.mean(seconds["before"])
-    return statistics.mean(seconds["after"]) / before if before > 0 else float("nan")
+    return mean_ratio(seconds["after"], seconds["before"])
 
 
 def _print(figures: dict) -> None:

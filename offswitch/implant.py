@@ -35,6 +35,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, model_validator
 
 from offswitch.blas import status as blas_status
+from offswitch.blas import use_fast_mkl_on_amd
 from offswitch.data.builder import IGNORE_INDEX, DataConfig, ImplantData, ImplantExample
 from offswitch.errors import ConfigError
 from offswitch.hfcompat import cache_kwargs, contiguous_head_input, forward_accepts, output_cache, tied_embedding_row_grads
@@ -780,7 +781,6 @@ def train(
     import torch
     from accelerate.utils import set_seed
 
-    from offswitch.blas import use_fast_mkl_on_amd
     from offswitch.precision import adamw, autocast, compiled, frozen_lora_bases_in, resolve
 
     use_fast_mkl_on_amd()  # before this process's first matrix product, if nothing came before
