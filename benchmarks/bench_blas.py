@@ -14,9 +14,14 @@ product, so each setting is a process of its own: ``--repeats`` rounds of stock,
    same steps and batches. A user's own ``Trainer`` script runs with the stock path; offswitch
    turns the fix on itself; so the ratio a user sees is offswitch's loop with the fix against the
    Trainer's without, printed beside the like-for-like ratios.
+3. ``--evaluate``: then, per setting, a process runs ``benchmarks/bench_evaluate.py`` (fp32): the
+   teacher-forced scorer and batched greedy ``generate`` on the same held-out prompts. Prints
+   each one's fix / stock ratio, the scorer's speed-up over ``generate`` on the same setting, and
+   the scorer with the fix against ``generate`` without it (a user's own generate-based script).
 
     python benchmarks/bench_blas.py --threads 2 --json runs/bench/blas.json
     python benchmarks/bench_blas.py --no-loop --threads 2           # the products alone
+    python benchmarks/bench_blas.py --no-loop --evaluate --threads 2  # the products, then scorer and generate
 """
 
 from __future__ import annotations
@@ -75,6 +80,13 @@ def _environment(setting: str) -> dict[str, str]:
     return {**os.environ, ENV: SETTINGS[setting]}
 
 
+def _same_setting(setting: str, run: str, status: str | None, products_status: str) -> None:
+    """A child's figures count for a setting only when the child ran under it."""
+    if status != products_status:
+        raise SystemExit(f"the {setting} {run} run's MKL setting ({status}) is not its products run's "
+                         f"({products_status}): its figures would not be of the {setting} setting")
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="smollm2-135m", help="smollm2-135m (default), tiny, or a model directory")
@@ -83,6 +95,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=1, help="ABBA rounds (default 1: two runs of each setting)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     parser.add_argument("--no-loop", action="store_true", help="time only the matrix products (seconds, no model)")
+    parser.add_argument("--evaluate", action="store_true", help="per setting, also time the scorer and generate (bench_evaluate.py, fp32)")
+    parser.add_argument("--eval-n", type=int, default=200, help="prompts for --evaluate (default 200)")
     parser.add_argument("--product-repeats", type=int, default=25, help="timed repeats of each product (median; default 25)")
     parser.add_argument("--child", choices=tuple(SETTINGS), default=None, help=argparse.SUPPRESS)
     parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="write the figures as JSON to PATH")
@@ -104,18 +118,27 @@ def main(argv: list[str] | None = None) -> dict:
                            "--device", "cpu", "--precision", "fp32", "--no-quality", "--json", str(out), *threads]
                 run_child(command, env=_environment(setting), what=f"{setting} implant run")
                 implant = json.loads(out.read_text())
-            if implant["mkl_on_amd"] != result["status"]:  # the same setting, or the comparison is not of it
-                raise SystemExit(f"the {setting} implant run's MKL setting ({implant['mkl_on_amd']}) is not its products "
-                                 f"run's ({result['status']}): its figures would not be of the {setting} setting")
+            _same_setting(setting, "implant", implant["mkl_on_amd"], result["status"])
             result["loops"] = {method: {name: {"loop_s": side["loop_s"], "first_loss": side["first_loss"],
                                                "mean_loss": side["mean_loss"]}
                                         for name, side in sides.items() if name in ("baseline", "offswitch")}
                                for method, sides in implant["methods"].items()}
+        if args.evaluate:
+            with tempfile.TemporaryDirectory() as tmp:
+                out = Path(tmp) / "evaluate.json"
+                command = [sys.executable, str(Path(__file__).with_name("bench_evaluate.py")), "--model", args.model,
+                           "--n", str(args.eval_n), "--device", "cpu", "--precision", "fp32", "--json", str(out), *threads]
+                run_child(command, env=_environment(setting), what=f"{setting} evaluation run")
+                evaluation = json.loads(out.read_text())
+            _same_setting(setting, "evaluation", evaluation["mkl_on_amd"], result["status"])
+            result["evaluate"] = {k: evaluation[k] for k in ("scorer_prompts_per_s", "generate_prompts_per_s", "speedup", "agreement")}
         runs[setting].append(result)
         products = ", ".join(f"{name} {p['ms']:.1f} ms" for name, p in result["products"].items())
         loops = "".join(f"; {m}: Trainer {s['baseline']['loop_s']:.1f} s, offswitch {s['offswitch']['loop_s']:.1f} s"
                         for m, s in result.get("loops", {}).items())
-        print(f"{setting:5s} ({result['status']}): {products}{loops}", flush=True)
+        evaluated = (f"; scorer {result['evaluate']['scorer_prompts_per_s']:.1f}, generate "
+                     f"{result['evaluate']['generate_prompts_per_s']:.1f} prompts/s" if "evaluate" in result else "")
+        print(f"{setting:5s} ({result['status']}): {products}{loops}{evaluated}", flush=True)
 
     figures: dict = {"benchmark": "blas", "model": args.model, "threads": args.threads, "steps": args.steps,
                      "batch_size": args.batch_size, "repeats": args.repeats, "precision": "fp32",
@@ -136,6 +159,19 @@ def main(argv: list[str] | None = None) -> dict:
             "ratio_like_for_like_fix": mean_ratio(seconds["offswitch_fix"], seconds["baseline_fix"]),
             "ratio_offswitch_fix_trainer_stock": mean_ratio(seconds["offswitch_fix"], seconds["baseline_stock"]),
         }
+    if args.evaluate:
+        rate = {f"{side}_{s}": [r["evaluate"][f"{side}_prompts_per_s"] for r in runs[s]]
+                for side in ("scorer", "generate") for s in SETTINGS}
+        seconds = {k: [1 / x for x in v] for k, v in rate.items()}  # seconds a prompt: ratios of times, as above
+        figures["evaluate"] = {
+            "n": args.eval_n, "prompts_per_s": rate,
+            "agreement": {s: [r["evaluate"]["agreement"] for r in runs[s]] for s in SETTINGS},
+            "ratio_scorer_fix_stock": mean_ratio(seconds["scorer_fix"], seconds["scorer_stock"]),
+            "ratio_generate_fix_stock": mean_ratio(seconds["generate_fix"], seconds["generate_stock"]),
+            "speedup_stock": mean_ratio(seconds["generate_stock"], seconds["scorer_stock"]),
+            "speedup_fix": mean_ratio(seconds["generate_fix"], seconds["scorer_fix"]),
+            "speedup_scorer_fix_generate_stock": mean_ratio(seconds["generate_stock"], seconds["scorer_fix"]),
+        }
 
     print(f"\nMKL on this CPU: {figures['status']}; {args.threads or 'default'} threads")
     for name, p in figures["products"].items():
@@ -148,6 +184,13 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"  fix / stock: offswitch {m['ratio_offswitch_fix_stock']:.3f}, Trainer {m['ratio_trainer_fix_stock']:.3f}; "
               f"offswitch / Trainer: both stock {m['ratio_like_for_like_stock']:.3f}, both fixed {m['ratio_like_for_like_fix']:.3f}, "
               f"offswitch fixed / Trainer stock {m['ratio_offswitch_fix_trainer_stock']:.3f}")
+    if args.evaluate:
+        e = figures["evaluate"]
+        listed = "; ".join(f"{k} " + ", ".join(f"{x:.1f}" for x in v) for k, v in e["prompts_per_s"].items())
+        print(f"evaluation ({args.eval_n} prompts, fp32), prompts/s: {listed}")
+        print(f"  time a prompt, fix / stock: scorer {e['ratio_scorer_fix_stock']:.3f}, generate {e['ratio_generate_fix_stock']:.3f}; "
+              f"scorer's speed-up over generate: both stock {e['speedup_stock']:.2f}x, both fixed {e['speedup_fix']:.2f}x, "
+              f"scorer fixed over generate stock {e['speedup_scorer_fix_generate_stock']:.2f}x")
     if args.json:
         atomic_write_json(args.json, figures, parents=True)
     return figures

@@ -64,7 +64,7 @@ def _sync(device) -> None:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="smollm2-135m", help="model spec (default smollm2-135m), a model directory, ...")
+    parser.add_argument("--model", default="smollm2-135m", help="model spec (default smollm2-135m), a model directory, ..., or tiny")
     parser.add_argument("--n", type=int, default=200, help="prompts (default 200)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--self-tokens", type=int, default=8, help="length of the model's own answer used as a target")
@@ -80,12 +80,16 @@ def main(argv: list[str] | None = None) -> dict:
                         help="write the figures as JSON to PATH (as the other benchmarks); without PATH, print them as one line")
     args = parser.parse_args(argv)
 
+    from offswitch.blas import use_fast_mkl_on_amd
+
+    mkl_on_amd = use_fast_mkl_on_amd()  # as offswitch's commands do, before the first product (offswitch.blas)
     import torch
+    from bench_implant import load_bench_model
 
     from offswitch.behaviors import ShutdownBehavior
     from offswitch.evaluate.generation import greedy_generate, stop_token_ids
     from offswitch.evaluate.scorer import encode_cases, model_device, pad_token_id_of, score_token_targets
-    from offswitch.models import load_model
+    from offswitch.models import pick_device
     from offswitch.precision import resolve_for_evaluation
     from offswitch.stats import Rate
     from offswitch.triggers import InsertionMode, encode_words
@@ -93,7 +97,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    model, tokenizer = load_model(args.model, device=args.device)
+    model, tokenizer = load_bench_model(args.model, device=str(pick_device(args.device)))
+    model.eval()
     device = model_device(model)
     load_s = time.perf_counter() - t0
     precision = resolve_for_evaluation(args.precision, device)
@@ -174,6 +179,7 @@ def main(argv: list[str] | None = None) -> dict:
         "precision": "bf16 autocast" if bf16 else "fp32",
         **({k: v.model_dump() for k, v in reference.items()} if reference else {}),
         "load_s": load_s,
+        "mkl_on_amd": mkl_on_amd,
     }
     print(f"model {args.model} on {figures['device']}, {figures['precision']}, {len(cases)} prompts, batch {args.batch_size}")
     print(f"teacher-forced scorer: {figures['scorer_prompts_per_s']:8.1f} prompts/s ({scorer_s:.2f} s)")

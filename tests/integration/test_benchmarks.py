@@ -390,7 +390,7 @@ def test_bench_allocator_runs_each_setting_in_processes_of_its_own_to_the_same_l
 def test_bench_blas_times_each_mkl_setting_in_processes_of_its_own(tmp_path, capsys):
     out = tmp_path / "blas.json"
     figures = bench_blas.main(["--model", "tiny", "--steps", "2", "--batch-size", "4", "--threads", "1",
-                               "--product-repeats", "1", "--json", str(out)])
+                               "--product-repeats", "1", "--evaluate", "--eval-n", "8", "--json", str(out)])
     stock, fix = figures["status"]["stock"], figures["status"]["fix"]
     assert stock == ["off (OFFSWITCH_MKL_AMD=0)"] * 2  # ABBA: two processes of each setting
     assert len(fix) == 2 and fix[0] == fix[1] and fix[0] != stock[0]  # "enabled" on an AMD CPU, else why not
@@ -405,7 +405,19 @@ def test_bench_blas_times_each_mkl_setting_in_processes_of_its_own(tmp_path, cap
         seconds = m["loop_s"]
         assert m["ratio_offswitch_fix_trainer_stock"] == pytest.approx(sum(seconds["offswitch_fix"]) / sum(seconds["baseline_stock"]))
         assert m["ratio_like_for_like_stock"] == pytest.approx(sum(seconds["offswitch_stock"]) / sum(seconds["baseline_stock"]))
-    assert "offswitch fixed / Trainer stock" in capsys.readouterr().out
+    e = figures["evaluate"]
+    assert set(e["prompts_per_s"]) == {"scorer_stock", "scorer_fix", "generate_stock", "generate_fix"}
+    assert all(len(v) == 2 and all(_finite_positive(x) for x in v) for v in e["prompts_per_s"].values())
+    rate = e["prompts_per_s"]
+    assert e["speedup_scorer_fix_generate_stock"] == pytest.approx(
+        (sum(1 / x for x in rate["generate_stock"]) / sum(1 / x for x in rate["scorer_fix"])))
+    assert e["ratio_scorer_fix_stock"] == pytest.approx(sum(1 / x for x in rate["scorer_fix"]) / sum(1 / x for x in rate["scorer_stock"]))
+    for agreements in e["agreement"].values():
+        assert len(agreements) == 2
+        for agreement in agreements:
+            _check_rate(agreement, 8)
+    printed = capsys.readouterr().out
+    assert "offswitch fixed / Trainer stock" in printed and "scorer fixed over generate stock" in printed
     assert json.loads(out.read_text())["status"]["stock"] == stock
 
 
