@@ -4,8 +4,8 @@
 #   strengths, each evaluated) -> report with survival curves.
 # Everything goes under runs/ (git-ignored). The demo keystore uses $OFFSWITCH_PASSPHRASE, or
 # "demo passphrase" when unset: use a real passphrase for real keys.
-# Time on a 2-core CPU: 28 minutes measured on 2026-11-30 (implant 15, harness 12; docs/results.md),
-# with AMX (bf16); without it (fp32) implant 33 and harness 21 minutes (2026-12-01, docs/performance.md).
+# Time on a 2-core CPU: 46.5 minutes on an AMD Zen 3 in fp32 (implant 23, harness 22; 2026-12-02,
+# docs/results.md); 28 minutes on 2026-11-30 with AMX (bf16; implant 15, harness 12).
 #
 # Overrides (environment; the defaults are the demo above; relative paths are relative to the
 # repository root). Used by tests/integration/test_demo_script.py to run the demo on a tiny model:
