@@ -32,13 +32,16 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from processes import child_json
+
 from offswitch.fsutil import atomic_write_json
+
+MARK = "BENCH_COMPILE_RESULT "
 
 RUNS = (("eager", False), ("compiled_cold", True), ("compiled_warm", True), ("eager_again", False))
 
@@ -137,7 +140,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--worker", choices=("eager", "compiled"), default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        print(json.dumps(worker(args)))
+        print(MARK + json.dumps(worker(args)), flush=True)
         return {}
 
     runs: dict[str, dict] = {}
@@ -150,11 +153,7 @@ def main(argv: list[str] | None = None) -> dict:
             if args.threads:
                 command += ["--threads", str(args.threads)]
             started = time.perf_counter()
-            done = subprocess.run(command, env=env, capture_output=True, text=True)
-            if done.returncode != 0:
-                sys.stderr.write(done.stderr[-4000:])
-                raise SystemExit(f"bench_compile: the {name} run failed (exit {done.returncode})")
-            runs[name] = json.loads(done.stdout.strip().splitlines()[-1])
+            runs[name] = child_json(command, MARK, env=env, what=f"bench_compile {name} run")
             runs[name]["process_s"] = time.perf_counter() - started
             print(f"{name:14s} first step {runs[name]['step_s'][0]:8.2f} s  median step {steady_step(runs[name]):6.3f} s  "
                   f"loop {runs[name]['train_s']:8.1f} s  process {runs[name]['process_s']:7.1f} s", flush=True)

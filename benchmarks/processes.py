@@ -1,9 +1,9 @@
 """What several benchmarks share (not a benchmark): the ratio of two mean timings, and a child
 process that reports its figures as one JSON line after a marker.
 
-A setting that a process fixes once (MKL's kernels, glibc's allocator, torch.compile's caches)
-is compared across processes of its own: the parent runs each child with this module's
-:func:`child_json` and reads back what it printed.
+A setting that a process fixes once (MKL's kernels, glibc's allocator) is compared across
+processes of its own: the parent runs each child with :func:`child_json` (or :func:`run_child`
+when the child writes a JSON file) and reads back what it reported.
 """
 
 from __future__ import annotations
