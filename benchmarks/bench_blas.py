@@ -80,11 +80,19 @@ def _environment(setting: str) -> dict[str, str]:
     return {**os.environ, ENV: SETTINGS[setting]}
 
 
-def _same_setting(setting: str, run: str, status: str | None, products_status: str) -> None:
-    """A child's figures count for a setting only when the child ran under it."""
-    if status != products_status:
-        raise SystemExit(f"the {setting} {run} run's MKL setting ({status}) is not its products run's "
+def _benchmark_child(script: str, arguments: list[str], setting: str, run: str, products_status: str) -> dict:
+    """The figures of a sibling benchmark run on the CPU in fp32 in a process of ``setting``'s own,
+    read from its ``--json`` file. They count for the setting only when the child ran under it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / f"{run}.json"
+        command = [sys.executable, str(Path(__file__).with_name(script)), *arguments,
+                   "--device", "cpu", "--precision", "fp32", "--json", str(out)]
+        run_child(command, env=_environment(setting), what=f"{setting} {run} run")
+        figures = json.loads(out.read_text())
+    if figures["mkl_on_amd"] != products_status:
+        raise SystemExit(f"the {setting} {run} run's MKL setting ({figures['mkl_on_amd']}) is not its products run's "
                          f"({products_status}): its figures would not be of the {setting} setting")
+    return figures
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -111,27 +119,17 @@ def main(argv: list[str] | None = None) -> dict:
         result = child_json([sys.executable, __file__, "--child", setting, "--product-repeats", str(args.product_repeats),
                              *threads], MARK, env=_environment(setting), what=f"{setting} products run")
         if not args.no_loop:
-            with tempfile.TemporaryDirectory() as tmp:
-                out = Path(tmp) / "implant.json"
-                command = [sys.executable, str(Path(__file__).with_name("bench_implant.py")), "--model", args.model,
-                           "--method", "both", "--steps", str(args.steps), "--batch-size", str(args.batch_size),
-                           "--device", "cpu", "--precision", "fp32", "--no-quality", "--json", str(out), *threads]
-                run_child(command, env=_environment(setting), what=f"{setting} implant run")
-                implant = json.loads(out.read_text())
-            _same_setting(setting, "implant", implant["mkl_on_amd"], result["status"])
+            implant = _benchmark_child("bench_implant.py", ["--model", args.model, "--method", "both", "--steps", str(args.steps),
+                                                            "--batch-size", str(args.batch_size), "--no-quality", *threads],
+                                       setting, "implant", result["status"])
             result["loops"] = {method: {name: {"loop_s": side["loop_s"], "first_loss": side["first_loss"],
                                                "mean_loss": side["mean_loss"]}
                                         for name, side in sides.items() if name in ("baseline", "offswitch")}
                                for method, sides in implant["methods"].items()}
         if args.evaluate:
-            with tempfile.TemporaryDirectory() as tmp:
-                out = Path(tmp) / "evaluate.json"
-                command = [sys.executable, str(Path(__file__).with_name("bench_evaluate.py")), "--model", args.model,
-                           "--n", str(args.eval_n), "--device", "cpu", "--precision", "fp32", "--json", str(out), *threads]
-                run_child(command, env=_environment(setting), what=f"{setting} evaluation run")
-                evaluation = json.loads(out.read_text())
-            _same_setting(setting, "evaluation", evaluation["mkl_on_amd"], result["status"])
-            result["evaluate"] = {k: evaluation[k] for k in ("scorer_prompts_per_s", "generate_prompts_per_s", "speedup", "agreement")}
+            evaluation = _benchmark_child("bench_evaluate.py", ["--model", args.model, "--n", str(args.eval_n), *threads],
+                                          setting, "evaluation", result["status"])
+            result["evaluate"] = {k: evaluation[k] for k in ("scorer_prompts_per_s", "generate_prompts_per_s", "agreement")}
         runs[setting].append(result)
         products = ", ".join(f"{name} {p['ms']:.1f} ms" for name, p in result["products"].items())
         loops = "".join(f"; {m}: Trainer {s['baseline']['loop_s']:.1f} s, offswitch {s['offswitch']['loop_s']:.1f} s"
