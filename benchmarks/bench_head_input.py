@@ -1,4 +1,4 @@
-"""Benchmark: the LM head on the strided slice ``logits_to_keep`` makes, against a contiguous copy (not a test).
+"""Benchmark: the LM head on the strided slice ``logits_to_keep`` makes, against one matrix (not a test).
 
 With ``logits_to_keep`` a transformers causal LM hands its head ``hidden[:, -keep:, :]``, a
 strided view, and torch runs the linear layer on it as one product per row (``bmm``: a profile
@@ -6,19 +6,26 @@ of offswitch's fp32 LoRA step showed ``aten::bmm``, three calls a step).
 ``offswitch.hfcompat.contiguous_head_input`` copies the slice first, one matrix product for the
 batch. offswitch uses it in the implant's training loop and around batched ``generate`` (whose
 prefill keeps one position per row), not in the scorer (docs/performance.md). This measures,
-in one process, the same work both ways (ABBA; the strided variant turns ``greedy_generate``'s
+in one process, the same work each way (ABBA; the first two variants turn ``greedy_generate``'s
 own copy off; the training step here calls ``answer_loss_sum`` outside ``train``):
 
 * the teacher-forced scorer (``score_token_targets``) on N cases (trigger + prompt, clean prompt);
 * greedy ``generate`` of the same prompts (its prefill keeps one position per row);
 * the implant's training step (``answer_loss_sum``, forward and backward) on one batch of
-  implant-like rows, with a LoRA adapter on every linear layer as ``offswitch implant`` makes it.
+  implant-like rows, with a LoRA adapter on every linear layer as ``offswitch implant`` makes it:
+  its shared prefix in a pass of its own (one row, ``logits_to_keep=1``), then the rows.
 
-Prints seconds per variant, the ratio contiguous / strided, and checks that the verdicts, the
-generated tokens, the loss and the gradients are the same.
+Three variants: ``strided`` (transformers' slice as it is), ``copied_if_noncontiguous`` (the
+hook as it was until 2026-12-02: a copy only when ``is_contiguous()`` is false, which misses a
+one-row slice such as the shared prefix's: torch then copies the whole head for a ``bmm``) and
+``contiguous`` (the hook now: the head's input laid out as one matrix, ``hfcompat.foldable``).
+Prints seconds per variant, the ratios contiguous / strided and contiguous /
+copied_if_noncontiguous, and checks that the verdicts, the generated tokens, the loss and the
+gradients are the same.
 
     python benchmarks/bench_head_input.py --threads 2 --repeats 4    # smollm2-135m, 128 cases
     python benchmarks/bench_head_input.py --model runs/smoke-implant --n 32 --repeats 1
+    python benchmarks/bench_head_input.py --threads 2 --repeats 4 --precision bf16  # the step as on an AMX CPU
 """
 
 from __future__ import annotations
@@ -35,26 +42,45 @@ from bench_implant import load_bench_model
 
 from offswitch.fsutil import atomic_write_json
 
-VARIANTS = ("strided", "contiguous")
+VARIANTS = ("strided", "copied_if_noncontiguous", "contiguous")
 
 
 def _no_copy(model):
     return contextlib.nullcontext()
 
 
+def _copy_if_noncontiguous(module, args):
+    """The head's pre-hook as it was: a copy only when ``is_contiguous()`` is false."""
+    first = args[0]
+    return (first.contiguous(), *args[1:]) if not first.is_contiguous() else None
+
+
+@contextlib.contextmanager
+def _old_rule(model):
+    handle = model.get_output_embeddings().register_forward_pre_hook(_copy_if_noncontiguous, prepend=True)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
 @contextlib.contextmanager
 def _variant(name: str, models):
     """``strided``: the heads get transformers' slice as it is (``greedy_generate``'s own copy
-    turned off); ``contiguous``: ``offswitch.hfcompat.contiguous_head_input`` on every model."""
+    turned off); ``copied_if_noncontiguous``: the same, with the hook's earlier rule on every
+    model; ``contiguous``: ``offswitch.hfcompat.contiguous_head_input`` on every model."""
     import offswitch.evaluate.generation as generation
     from offswitch.hfcompat import contiguous_head_input
 
     real = generation.contiguous_head_input
     with contextlib.ExitStack() as stack:
-        if name == "strided":
+        if name != "contiguous":
             generation.contiguous_head_input = _no_copy
             stack.callback(setattr, generation, "contiguous_head_input", real)
-        else:
+        if name == "copied_if_noncontiguous":
+            for model in models:
+                stack.enter_context(_old_rule(model))
+        elif name == "contiguous":
             for model in models:
                 stack.enter_context(contiguous_head_input(model))
         yield
@@ -70,6 +96,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=2, help="ABBA rounds (default 2)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                        help="the training step's arithmetic (default fp32); bf16 as the implant trains where `auto` "
+                             "picks it: autocast, LoRA's frozen weights and the head held in bf16")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="write the results as JSON to PATH")
     args = parser.parse_args(argv)
@@ -85,6 +114,7 @@ def main(argv: list[str] | None = None) -> dict:
     from offswitch.hfcompat import forward_accepts
     from offswitch.implant import TrainConfig, _lora_model, answer_loss_sum, collate_left
     from offswitch.models import pick_device
+    from offswitch.precision import autocast, frozen_lora_bases_in
     from offswitch.triggers import InsertionMode, encode_words
 
     if args.threads:
@@ -124,8 +154,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     def training():
         lora.zero_grad(set_to_none=True)
-        loss, _ = answer_loss_sum(lora, batch, device, use_keep)
-        loss.backward()
+        with frozen_lora_bases_in(lora, args.precision), autocast(device, args.precision):
+            loss, _ = answer_loss_sum(lora, batch, device, use_keep)
+            loss.backward()
         grads = [p.grad.detach().clone() for p in lora.parameters() if p.grad is not None]
         return float(loss.detach()), grads
 
@@ -149,39 +180,49 @@ def main(argv: list[str] | None = None) -> dict:
                 seconds[part][variant].append(time.perf_counter() - started)
             outputs[part].setdefault(variant, result)
 
-    checks = {}
-    strided, contiguous = outputs["scoring"]["strided"], outputs["scoring"]["contiguous"]
+    checks = {}  # each variant against the strided one: the worst of them
+    strided = outputs["scoring"]["strided"]
+    others = [v for v in VARIANTS if v != "strided"]
     checks["scoring"] = {
-        "same_verdicts": sum(a.greedy_fires == b.greedy_fires for a, b in zip(strided, contiguous)),
+        "same_verdicts": min(sum(a.greedy_fires == b.greedy_fires for a, b in zip(strided, outputs["scoring"][v]))
+                             for v in others),
         "n": len(strided),
-        "max_margin_change": max(abs(a.min_margin - b.min_margin) for a, b in zip(strided, contiguous)),
+        "max_margin_change": max(abs(a.min_margin - b.min_margin) for v in others
+                                 for a, b in zip(strided, outputs["scoring"][v])),
     }
-    checks["generate"] = {"same_answers": sum(a == b for a, b in zip(outputs["generate"]["strided"], outputs["generate"]["contiguous"])),
+    checks["generate"] = {"same_answers": min(sum(a == b for a, b in zip(outputs["generate"]["strided"], outputs["generate"][v]))
+                                              for v in others),
                           "n": len(prompt_ids)}
-    (loss_a, grads_a), (loss_b, grads_b) = outputs["training step"]["strided"], outputs["training step"]["contiguous"]
-    checks["training step"] = {"loss": [loss_a, loss_b],
-                               "max_grad_change": max(float((a - b).abs().max()) for a, b in zip(grads_a, grads_b)),
+    steps = outputs["training step"]
+    grads_a = steps["strided"][1]
+    checks["training step"] = {"loss": {v: steps[v][0] for v in VARIANTS},
+                               "max_grad_change": max(float((a - b).abs().max()) for v in others
+                                                      for a, b in zip(grads_a, steps[v][1])),
                                "max_grad": max(float(a.abs().max()) for a in grads_a)}
     figures = {
         "benchmark": "head_input",
         "model": args.model,
         "device": f"{device.type} ({torch.get_num_threads()} threads)" if device.type == "cpu" else torch.cuda.get_device_name(),
+        "training_precision": args.precision,
         "n": len(prompt_ids),
         "batch_size": args.batch_size,
         "train_batch": args.train_batch,
         "seconds": seconds,
         "ratio": {part: sum(s["contiguous"]) / sum(s["strided"]) for part, s in seconds.items()},
+        "ratio_to_previous_rule": {part: sum(s["contiguous"]) / sum(s["copied_if_noncontiguous"]) for part, s in seconds.items()},
         "checks": checks,
     }
-    print(f"model {args.model} on {figures['device']}, fp32; {len(prompt_ids)} cases, batch {args.batch_size}; "
-          f"training step on {args.train_batch} rows; ABBA × {args.repeats}")
+    print(f"model {args.model} on {figures['device']}; scoring and generate fp32, training step {args.precision}; "
+          f"{len(prompt_ids)} cases, batch {args.batch_size}; training step on {args.train_batch} rows; ABBA × {args.repeats}")
     for part, s in seconds.items():
-        print(f"{part:14s} strided " + ", ".join(f"{x:.2f}" for x in s["strided"]) + " s; contiguous "
-              + ", ".join(f"{x:.2f}" for x in s["contiguous"]) + f" s; ratio {figures['ratio'][part]:.3f}")
+        print(f"{part:14s} " + "; ".join(f"{v} " + ", ".join(f"{x:.2f}" for x in s[v]) + " s" for v in VARIANTS)
+              + f"; contiguous / strided {figures['ratio'][part]:.3f}, contiguous / copied_if_noncontiguous "
+              f"{figures['ratio_to_previous_rule'][part]:.3f}")
     c = checks
     print(f"scoring: same verdicts {c['scoring']['same_verdicts']}/{c['scoring']['n']}, largest margin change "
           f"{c['scoring']['max_margin_change']:.2e}; generate: same answers {c['generate']['same_answers']}/{c['generate']['n']}; "
-          f"training: losses {loss_a:.6f} / {loss_b:.6f}, largest gradient change {c['training step']['max_grad_change']:.2e} "
+          "training: losses " + " / ".join(f"{x:.6f}" for x in c["training step"]["loss"].values())
+          + f", largest gradient change {c['training step']['max_grad_change']:.2e} "
           f"(largest gradient {c['training step']['max_grad']:.2e})")
     if args.json:
         atomic_write_json(args.json, figures, parents=True)

@@ -62,17 +62,35 @@ def output_cache(output):
     return getattr(output, name, None)
 
 
+def foldable(tensor) -> bool:
+    """Whether torch's ``matmul`` can view ``tensor`` as one matrix, rows stacked (its leading
+    dimensions laid out back to back), and so run a linear layer on it as one product.
+
+    Not the same as ``is_contiguous()``, which ignores the strides of dimensions of size 1: the
+    slice ``hidden[:, -1:, :]`` of a one-row batch ``[1, T, d]`` is "contiguous", but its first
+    stride is ``T·d``, not ``d``, so torch expands the weight to ``[1, d, V]`` and copies all of it
+    for a ``bmm`` (56 MB and 170 ms for SmolLM2-135M's bf16 head on a 2-core CPU, against 7 ms
+    for the one product)."""
+    if tensor.dim() < 3:
+        return True
+    sizes, strides = tensor.shape, tensor.stride()
+    return all(strides[i] == strides[i + 1] * sizes[i + 1] for i in range(tensor.dim() - 2))
+
+
 def _contiguous_input(module, args):
     first = args[0] if args else None
-    if first is not None and hasattr(first, "is_contiguous") and not first.is_contiguous():
-        return (first.contiguous(), *args[1:])
+    if first is not None and hasattr(first, "stride") and (not first.is_contiguous() or not foldable(first)):
+        import torch
+
+        return (first.clone(memory_format=torch.contiguous_format), *args[1:])
     return None
 
 
 @contextlib.contextmanager
 def contiguous_head_input(model):
-    """While inside, the model's LM head receives a contiguous input: one matrix product for the
-    batch rather than one per row. Nothing changes for a model without output embeddings."""
+    """While inside, the model's LM head receives a contiguous input laid out as one matrix
+    (:func:`foldable`): one matrix product for the batch rather than one per row, or a copy of
+    the whole head for one row. Nothing changes for a model without output embeddings."""
     try:
         head = inner_model(model).get_output_embeddings()
     except (AttributeError, NotImplementedError):

@@ -474,6 +474,19 @@ def test_bench_head_input_times_both_shapes_and_finds_the_same_numbers(tmp_path,
     checks = figures["checks"]
     assert checks["scoring"]["same_verdicts"] == checks["scoring"]["n"] == 8
     assert checks["generate"]["same_answers"] == 8
-    loss_a, loss_b = checks["training step"]["loss"]
-    assert loss_a == pytest.approx(loss_b, rel=1e-5) and checks["training step"]["max_grad_change"] <= 1e-4 * checks["training step"]["max_grad"]
-    assert "ratio" in capsys.readouterr().out and json.loads(out.read_text())["n"] == 8
+    losses = checks["training step"]["loss"]
+    assert set(losses) == set(bench_head_input.VARIANTS)
+    assert all(loss == pytest.approx(losses["strided"], rel=1e-5) for loss in losses.values())
+    assert checks["training step"]["max_grad_change"] <= 1e-4 * checks["training step"]["max_grad"]
+    assert figures["ratio_to_previous_rule"]["training step"] == pytest.approx(
+        sum(figures["seconds"]["training step"]["contiguous"]) / sum(figures["seconds"]["training step"]["copied_if_noncontiguous"]))
+    assert "contiguous / copied_if_noncontiguous" in capsys.readouterr().out and json.loads(out.read_text())["n"] == 8
+
+
+def test_bench_head_input_trains_its_step_in_bf16_when_asked(tmp_path, tiny_llama_dir, capsys):
+    figures = bench_head_input.main(["--model", str(tiny_llama_dir), "--n", "4", "--batch-size", "4", "--train-batch", "4",
+                                     "--repeats", "1", "--threads", "1", "--device", "cpu", "--precision", "bf16"])
+    assert figures["training_precision"] == "bf16"
+    losses = figures["checks"]["training step"]["loss"]
+    assert all(loss == losses["strided"] for loss in losses.values())  # the same products, whatever the head's input layout
+    assert "training step bf16" in capsys.readouterr().out

@@ -112,6 +112,50 @@ def test_contiguous_head_input_hands_the_head_one_block_and_the_same_logits(tiny
     assert torch.equal(after, plain)
 
 
+def test_a_one_row_slice_reaches_the_head_as_one_matrix(tiny_llama):
+    # the implant's shared-prefix pass: one row, logits_to_keep=1. transformers' slice
+    # hidden[:, -1:, :] of [1, T, d] counts as contiguous (a size-1 dimension's stride is
+    # ignored) but its first stride is T*d, so matmul cannot fold it and copies the whole head
+    from offswitch.hfcompat import contiguous_head_input, foldable
+
+    model, _ = tiny_llama
+    head = model.get_output_embeddings()
+    seen: list[tuple[bool, bool]] = []
+    spy = head.register_forward_pre_hook(lambda module, args: seen.append((args[0].is_contiguous(), foldable(args[0]))))
+    ids = torch.tensor([[5, 9, 17, 3, 22, 8, 11]])
+    try:
+        with torch.no_grad():
+            plain = model(input_ids=ids, logits_to_keep=1).logits
+            with contiguous_head_input(model):
+                fixed = model(input_ids=ids, logits_to_keep=1).logits
+    finally:
+        spy.remove()
+    assert seen == [(True, False), (True, True)]
+    assert torch.equal(fixed, plain)
+
+
+@settings(max_examples=60, deadline=None)
+@given(batch=st.integers(1, 4), length=st.integers(1, 6), keep=st.integers(1, 6), width=st.integers(1, 5),
+       transpose=st.booleans())
+def test_the_head_input_hook_hands_over_the_same_values_as_one_matrix(batch, length, keep, width, transpose):
+    from offswitch.hfcompat import _contiguous_input, foldable
+
+    hidden = torch.randn(batch, length, width)
+    if transpose:  # a layout whose rows are not back to back
+        hidden = torch.randn(length, batch, width).transpose(0, 1)
+    sliced = hidden[:, -min(keep, length):, :]
+    replaced = _contiguous_input(None, (sliced, "other"))
+    given_input = sliced if replaced is None else replaced[0]
+    assert foldable(given_input) and given_input.is_contiguous()
+    assert torch.equal(given_input, sliced)
+    if replaced is not None:
+        assert replaced[1:] == ("other",)
+    # foldable means exactly that the leading dimensions merge without a copy in row order
+    expected = all(sliced.stride(i) == sliced.stride(i + 1) * sliced.shape[i + 1] for i in range(sliced.dim() - 2))
+    assert foldable(sliced) == expected
+    assert (replaced is None) == (expected and sliced.is_contiguous())
+
+
 def test_greedy_generate_hands_the_head_contiguous_inputs(tiny_llama, tiny_tokenizer):
     from offswitch.evaluate.generation import greedy_generate
 
