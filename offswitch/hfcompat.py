@@ -11,7 +11,10 @@ Speed: with ``logits_to_keep`` a causal LM slices its hidden states ``[:, -keep:
 that strided view to the LM head, and torch runs a linear layer on a non-contiguous 3-D input as
 one matrix product per row (``bmm``), each reading the whole vocabulary projection (28M values
 for SmolLM2-135M). :func:`contiguous_head_input` copies the slice first: one product for the
-batch, the same numbers (bit for bit in ``benchmarks/bench_head_input.py``). Used by the
+batch, the same numbers (bit for bit in ``benchmarks/bench_head_input.py``). It also copies a
+one-row slice (the implant's shared-prefix pass, ``[1, T, d][:, -1:, :]``), which
+``is_contiguous()`` passes but ``matmul`` cannot fold (:func:`foldable`): torch copied the
+whole head for it, each pass (the bf16 step 0.942× its time under the earlier rule, AMX CPU). Used by the
 implant's training loop (its step 0.93–0.95× the time in three runs on a 2-core CPU) and around
 batched ``generate`` (whose prefill keeps one position per row; 0.90–1.00×); not by the
 teacher-forced scorer, where it measured no gain. And in full fine-tuning of a model whose LM head
@@ -69,8 +72,8 @@ def foldable(tensor) -> bool:
     Not the same as ``is_contiguous()``, which ignores the strides of dimensions of size 1: the
     slice ``hidden[:, -1:, :]`` of a one-row batch ``[1, T, d]`` is "contiguous", but its first
     stride is ``T·d``, not ``d``, so torch expands the weight to ``[1, d, V]`` and copies all of it
-    for a ``bmm`` (56 MB and 170 ms for SmolLM2-135M's bf16 head on a 2-core CPU, against 7 ms
-    for the one product)."""
+    for a ``bmm``: SmolLM2-135M's 28M-value head, 7 copies in 920 ms of a 6-step bf16 LoRA run on a
+    2-core AMX CPU (``bench_implant.py --method lora --steps 6 --profile``)."""
     if tensor.dim() < 3:
         return True
     sizes, strides = tensor.shape, tensor.stride()
