@@ -56,33 +56,25 @@ def _copy_if_noncontiguous(module, args):
 
 
 @contextlib.contextmanager
-def _old_rule(model):
-    handle = model.get_output_embeddings().register_forward_pre_hook(_copy_if_noncontiguous, prepend=True)
-    try:
-        yield
-    finally:
-        handle.remove()
-
-
-@contextlib.contextmanager
 def _variant(name: str, models):
     """``strided``: the heads get transformers' slice as it is (``greedy_generate``'s own copy
     turned off); ``copied_if_noncontiguous``: the same, with the hook's earlier rule on every
     model; ``contiguous``: ``offswitch.hfcompat.contiguous_head_input`` on every model."""
     import offswitch.evaluate.generation as generation
-    from offswitch.hfcompat import contiguous_head_input
+    import offswitch.hfcompat as hfcompat
 
     real = generation.contiguous_head_input
     with contextlib.ExitStack() as stack:
         if name != "contiguous":
             generation.contiguous_head_input = _no_copy
             stack.callback(setattr, generation, "contiguous_head_input", real)
-        if name == "copied_if_noncontiguous":
+        if name != "strided":
+            rule = hfcompat._contiguous_input
+            if name == "copied_if_noncontiguous":  # hfcompat's hook, registered as it registers it, with the old rule
+                hfcompat._contiguous_input = _copy_if_noncontiguous
+                stack.callback(setattr, hfcompat, "_contiguous_input", rule)
             for model in models:
-                stack.enter_context(_old_rule(model))
-        elif name == "contiguous":
-            for model in models:
-                stack.enter_context(contiguous_head_input(model))
+                stack.enter_context(hfcompat.contiguous_head_input(model))
         yield
 
 
