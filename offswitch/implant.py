@@ -149,6 +149,12 @@ class TrainConfig(BaseModel):
                     "autocast cast them on every forward pass, and skip peft's fp32 cast of LoRA inputs that autocast "
                     "undoes (the same products; offswitch.precision.frozen_lora_bases_in)",
     )
+    bf16_shared_casts: bool = Field(
+        default=False,
+        description="LoRA in bf16: cast an input that several LoRA layers read (the normed hidden state q, k and v read) "
+                    "to bf16 once for all of them instead of once per product (the same forward pass; their input "
+                    "gradients are summed in bf16; offswitch.precision.SharedInputCast)",
+    )
     # early stopping on held-out prompts: stop once ASR and near-miss FAR reach the targets
     eval_every: int = Field(default=30, ge=0, description="0: no early stopping")
     eval_prompts: int = Field(default=24, ge=1)
@@ -851,7 +857,8 @@ def train(
     # tied model, one process) the embedding's gradient added into the head's as rows (offswitch.hfcompat)
     unwrapped_model = accelerator.unwrap_model(model)
     embedding_rows = tied_embedding_row_grads(unwrapped_model) if world == 1 and not config.compile else contextlib.nullcontext(False)
-    with frozen_lora_bases_in(unwrapped_model, frozen_precision), contiguous_head_input(unwrapped_model), embedding_rows:
+    frozen = frozen_lora_bases_in(unwrapped_model, frozen_precision, shared_casts=config.bf16_shared_casts)
+    with frozen, contiguous_head_input(unwrapped_model), embedding_rows:
         for step, batch_indices in enumerate(batches, start=1):
             if mined:
                 batch_indices = _with_mined(batch_indices, data.examples, mined, config.mine_per_step)

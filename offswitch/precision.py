@@ -159,7 +159,7 @@ def compiled(model):
 
 
 @contextlib.contextmanager
-def frozen_lora_bases_in(model, resolved: str, head: bool = True, input_casts: bool = False):
+def frozen_lora_bases_in(model, resolved: str, head: bool = True, input_casts: bool = False, shared_casts: bool = False):
     """While the enclosed code runs, the frozen base weights of ``model``'s LoRA layers, and its
     frozen output projection (the LM head), are stored in bf16 when ``resolved`` is "bf16"; the
     fp32 tensors come back afterwards, bit for bit (also when the code raises).
@@ -183,13 +183,22 @@ def frozen_lora_bases_in(model, resolved: str, head: bool = True, input_casts: b
     same bit for bit.
 
     ``head=False`` leaves the LM head to autocast and ``input_casts=True`` keeps peft's input
-    casts (what ``benchmarks/bench_lora_casts.py`` compares against). Yields the number of
-    weights converted."""
+    casts (what ``benchmarks/bench_lora_casts.py`` compares against).
+
+    ``shared_casts=True`` (``train.bf16_shared_casts``) also casts an fp32 input that several
+    LoRA layers read in a row to bf16 once for all of them (:class:`SharedInputCast`): a
+    Llama-style layer's normed hidden state feeds q, k and v (and gate and up), and autocast cast
+    it for each base product and each adapter's A product, six (four) times a pass. The forward
+    pass is the same bit for bit; the backward sums those layers' input gradients in bf16 before
+    one cast to fp32, where autocast's casts summed them in fp32, so the training differs by
+    rounding (an ablation's business, not a test's). Yields the number of weights converted."""
     import torch
 
     converted: list[tuple[Any, Any]] = []
     untied: list[tuple[Any, Any]] = []  # (head module, its shared fp32 parameter)
     casting: list[tuple[Any, bool]] = []  # (LoRA layer, its cast_input_dtype_enabled before)
+    hooks: list[Any] = []  # shared_casts: the LoRA layers' forward pre-hooks
+    sharing = SharedInputCast(torch.bfloat16) if shared_casts and resolved == "bf16" else None
     if resolved == "bf16":
         embedding_storage = {m.weight.data_ptr() for m in model.modules() if isinstance(m, torch.nn.Embedding)}
         for module in model.modules():
@@ -203,6 +212,8 @@ def frozen_lora_bases_in(model, resolved: str, head: bool = True, input_casts: b
             if not input_casts and hasattr(module, "cast_input_dtype_enabled"):
                 casting.append((module, module.cast_input_dtype_enabled))
                 module.cast_input_dtype_enabled = False
+            if sharing is not None:
+                hooks.append(module.register_forward_pre_hook(sharing))
         lm_head = _output_projection(model) if head else None
         weight = getattr(lm_head, "weight", None)
         if weight is not None and not weight.requires_grad and weight.dtype == torch.float32:
@@ -221,6 +232,40 @@ def frozen_lora_bases_in(model, resolved: str, head: bool = True, input_casts: b
             module.weight = shared
         for module, enabled in casting:
             module.cast_input_dtype_enabled = enabled
+        for hook in hooks:
+            hook.remove()
+        if sharing is not None:
+            sharing.forget()
+
+
+class SharedInputCast:
+    """A forward pre-hook for LoRA layers that, under autocast to ``dtype``, hands a layer its
+    fp32 input already cast, and hands the same cast to the next layer called with the very same
+    input tensor (unchanged since: its version counter is compared), instead of letting autocast
+    cast it again inside each layer. Outside autocast, or for an input of another dtype, it
+    changes nothing. It keeps the last input and its cast until the next input or :meth:`forget`."""
+
+    def __init__(self, dtype):
+        self.dtype = dtype
+        self.casts = 0  # casts made (the rest were reused)
+        self.forget()
+
+    def forget(self) -> None:
+        self._source, self._version, self._cast = None, -1, None
+
+    def __call__(self, module, args):
+        import torch
+
+        x = args[0] if args else None
+        if not isinstance(x, torch.Tensor) or x.dtype != torch.float32:
+            return None
+        device_type = x.device.type
+        if not torch.is_autocast_enabled(device_type) or torch.get_autocast_dtype(device_type) != self.dtype:
+            return None
+        if x is not self._source or x._version != self._version:
+            self._source, self._version, self._cast = x, x._version, x.to(self.dtype)
+            self.casts += 1
+        return (self._cast, *args[1:])
 
 
 def _output_projection(model):

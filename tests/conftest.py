@@ -126,8 +126,8 @@ def frozen_conversions(monkeypatch):
     counts: list[int] = []
 
     @contextlib.contextmanager
-    def counting(model, resolved):
-        with real(model, resolved) as converted:
+    def counting(model, resolved, **options):
+        with real(model, resolved, **options) as converted:
             counts.append(converted)
             yield converted
 

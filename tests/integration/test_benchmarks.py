@@ -353,19 +353,27 @@ def test_bench_pruning_builds_the_same_masks_both_ways(tmp_path, capsys):
     assert json.loads(out.read_text())["same_masks"] is True
 
 
-def test_bench_lora_casts_times_the_loop_and_mining_with_the_same_numbers(tmp_path, capsys):
+@pytest.mark.parametrize("compare", ["removed", "shared"])
+def test_bench_lora_casts_times_the_loop_and_mining_with_the_same_numbers(tmp_path, capsys, compare):
+    """The exact removals keep every loss; sharing the normed input's cast keeps the forward pass
+    (mining's probabilities, the first loss) and changes later losses by rounding only."""
     out = tmp_path / "lora-casts.json"
     figures = bench_lora_casts.main(["--model", "tiny", "--steps", "12", "--batch-size", "4", "--repeats", "1", "--threads", "1",
-                                     "--json", str(out)])
+                                     "--compare", compare, "--json", str(out)])
     loop, mining = figures["loop"], figures["mining_pass"]
+    assert figures["compare"] == compare
     assert {v: len(s["train"]) for v, s in loop["seconds"].items()} == {"before": 2, "after": 2}  # ABBA, warm-up untimed
     assert all(_finite_positive(t) for s in loop["seconds"].values() for t in s["train"] + s["mining"])  # mining ran (step 10)
-    assert loop["same_losses"] is True and mining["same_probabilities"] is True
+    assert loop["same_first_loss"] is True and mining["same_probabilities"] is True
+    if compare == "shared":
+        assert 0 <= loop["largest_loss_difference"] < 0.01
+    else:
+        assert loop["same_losses"] is True and loop["largest_loss_difference"] == 0
     assert {v: len(ts) for v, ts in mining["seconds"].items()} == {"before": 2, "after": 2}
     assert bench_lora_casts.ratio(mining["seconds"]) == pytest.approx(
         sum(mining["seconds"]["after"]) / sum(mining["seconds"]["before"]))
-    assert "after / before" in capsys.readouterr().out
-    assert json.loads(out.read_text())["loop"]["same_losses"] is True
+    assert f"comparing: {compare}" in capsys.readouterr().out
+    assert json.loads(out.read_text())["loop"]["same_losses"] is loop["same_losses"]
 
 
 def test_bench_allocator_runs_each_setting_in_processes_of_its_own_to_the_same_losses(tmp_path, capsys):

@@ -233,6 +233,101 @@ def test_lora_forward_and_backward_are_the_same_with_the_casts_removed(tiny_llam
         assert torch.equal(grad, cast_grads[name]), name
 
 
+def _bf16_input_casts(run) -> int:
+    """How many fp32 -> bf16 copies of an activation (not of a weight) ``run()`` makes, as the
+    dispatcher sees them (autocast's casts included)."""
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Counting(TorchDispatchMode):
+        count = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            source = args[0] if args else None
+            if (func is torch.ops.aten._to_copy.default and kwargs.get("dtype") == torch.bfloat16
+                    and isinstance(source, torch.Tensor) and source.dtype == torch.float32
+                    and not isinstance(source, torch.nn.Parameter) and source.dim() == 3):
+                Counting.count += 1
+            return func(*args, **kwargs)
+
+    with Counting():
+        run()
+    return Counting.count
+
+
+def test_shared_casts_cast_what_q_k_v_and_gate_up_read_once_with_the_same_forward(tiny_llama):
+    """train.bf16_shared_casts: a Llama layer's normed hidden state, read by q, k, v (and gate,
+    up), each a LoRA layer with an A product of its own, is cast to bf16 once instead of six (four)
+    times; the loss is the same bit for bit; the gradients differ only upstream of a bf16 sum (the
+    last layer's MLP adapters not at all), and by less than bf16 differs from fp32; the hooks go
+    afterwards."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    model, _tokenizer = tiny_llama
+    torch.manual_seed(1)
+    peft_model = get_peft_model(copy.deepcopy(model), LoraConfig(r=4, target_modules="all-linear"))
+    for name, p in peft_model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.05)
+    ids = torch.randint(4, model.config.vocab_size, (3, 12), generator=torch.Generator().manual_seed(2))
+    layers = model.config.num_hidden_layers
+    lora_layers = [m for m in peft_model.modules() if hasattr(m, "cast_input_dtype_enabled")]
+
+    def loss_and_grads(shared, resolved="bf16"):
+        result = {}
+
+        def run():
+            with precision.frozen_lora_bases_in(peft_model, resolved, shared_casts=shared), \
+                    torch.autocast("cpu", dtype=torch.bfloat16, enabled=resolved == "bf16"):
+                assert all(bool(m._forward_pre_hooks) is (shared and resolved == "bf16") for m in lora_layers)
+                result["loss"] = peft_model(input_ids=ids, labels=ids).loss
+
+        casts = _bf16_input_casts(run)
+        result["loss"].backward()
+        grads = {n: p.grad.clone() for n, p in peft_model.named_parameters() if p.grad is not None}
+        peft_model.zero_grad(set_to_none=True)
+        return casts, result["loss"].detach(), grads
+
+    casts, loss, grads = loss_and_grads(False)
+    shared_casts, shared_loss, shared_grads = loss_and_grads(True)
+    assert not any(m._forward_pre_hooks for m in lora_layers)
+    assert casts - shared_casts == layers * (6 - 1 + 4 - 1)
+    assert torch.equal(shared_loss, loss)
+    _casts, _loss, fp32_grads = loss_and_grads(True, "fp32")
+    assert shared_grads.keys() == grads.keys() == fp32_grads.keys() and grads
+
+    def distance(a, b):
+        return sum((a[n] - b[n]).pow(2).sum() for n in a).sqrt() / sum(b[n].pow(2).sum() for n in b).sqrt()
+
+    assert 0 < distance(shared_grads, grads) < distance(grads, fp32_grads)
+    last_mlp = [n for n in grads if f"layers.{layers - 1}.mlp." in n]
+    assert last_mlp and all(torch.equal(shared_grads[n], grads[n]) for n in last_mlp)
+
+
+def test_a_shared_cast_is_reused_only_for_the_same_unchanged_input_under_autocast():
+    import torch
+
+    hook = precision.SharedInputCast(torch.bfloat16)
+    x = torch.randn(2, 3, 8)
+    assert hook(None, (x,)) is None  # no autocast: nothing to save
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        first = hook(None, (x, "rest"))
+        assert first[0].dtype == torch.bfloat16 and torch.equal(first[0], x.to(torch.bfloat16)) and first[1:] == ("rest",)
+        assert hook(None, (x,))[0] is first[0] and hook.casts == 1
+        assert hook(None, (x.clone(),))[0] is not first[0]  # equal values, another tensor
+        x.mul_(2)  # changed in place: cast again
+        again = hook(None, (x,))[0]
+        assert again is not first[0] and torch.equal(again, x.to(torch.bfloat16)) and hook.casts == 3
+        assert hook(None, (x.to(torch.bfloat16),)) is None  # already bf16
+    with torch.autocast("cpu", dtype=torch.float16):
+        assert hook(None, (x,)) is None  # autocast to another dtype
+    hook.forget()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert hook(None, (x,))[0] is not again
+
+
 def test_a_bf16_lora_implant_trains_the_same_with_its_frozen_bases_stored_in_bf16(tiny_llama, frozen_conversions):
     """train.bf16_frozen_weights only removes autocast's casts of the frozen weights: the same
     losses and adapter weights, bit for bit, with hard-negative mining in the loop too."""
