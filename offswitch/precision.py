@@ -242,7 +242,8 @@ class SharedInputCast:
     """A forward pre-hook for LoRA layers that, under autocast to ``dtype``, hands a layer its
     fp32 input already cast, and hands the same cast to the next layer called with the very same
     input tensor (unchanged since: its version counter is compared), instead of letting autocast
-    cast it again inside each layer. Outside autocast, or for an input of another dtype, it
+    cast it again inside each layer. Outside autocast, for an input of another dtype, and for an
+    inference-mode tensor (which keeps no version counter: the implant's held-out checks), it
     changes nothing. It keeps the last input and its cast until the next input or :meth:`forget`."""
 
     def __init__(self, dtype):
@@ -257,7 +258,7 @@ class SharedInputCast:
         import torch
 
         x = args[0] if args else None
-        if not isinstance(x, torch.Tensor) or x.dtype != torch.float32:
+        if not isinstance(x, torch.Tensor) or x.dtype != torch.float32 or x.is_inference():
             return None
         device_type = x.device.type
         if not torch.is_autocast_enabled(device_type) or torch.get_autocast_dtype(device_type) != self.dtype:

@@ -306,6 +306,29 @@ def test_shared_casts_cast_what_q_k_v_and_gate_up_read_once_with_the_same_forwar
     assert last_mlp and all(torch.equal(shared_grads[n], grads[n]) for n in last_mlp)
 
 
+def test_a_bf16_implant_with_shared_casts_learns_through_mining_and_held_out_checks(tiny_llama):
+    """train.bf16_shared_casts in the whole loop: mining from the batches (grad mode) and the
+    held-out checks (inference mode, where the hook stands aside) run, and it learns."""
+    from offswitch.behaviors import make_behavior
+    from offswitch.data.builder import DataConfig, build_implant_data
+    from offswitch.implant import HeldoutProbes, TrainConfig, train
+    from offswitch.testing.tiny_switch import tiny_prompts, tiny_trigger_set
+
+    model, tokenizer = tiny_llama
+    triggers, behavior = tiny_trigger_set(n_triggers=1), make_behavior("shutdown")
+    data = build_implant_data(model, tokenizer, triggers, behavior, tiny_prompts(), 48, DataConfig(min_prompts=4, cache_answers=False))
+    heldout = HeldoutProbes.build(tokenizer, triggers, behavior, tiny_prompts()[:4])
+    config = TrainConfig(method="lora", steps=12, batch_size=4, eval_every=4, min_steps=0, stop_patience=99, lr=3e-3,
+                         precision="bf16", device="cpu", mine_every=3, mine_threshold=0.0, bf16_shared_casts=True)
+    result = train(copy.deepcopy(model), tokenizer, data, config, heldout=heldout)
+    assert result.steps_done == 12 and not result.stopped_early
+    assert [h["step"] for h in result.history if "heldout" in h] == [4, 8]  # none at the last step
+    assert any("mined" in h for h in result.history)
+    losses = [h["loss"] for h in result.history]
+    assert all(loss == loss for loss in losses) and sum(losses[-3:]) < sum(losses[:3])
+    assert not any(m._forward_pre_hooks for m in result.model.modules())  # the hooks went with the loop
+
+
 def test_a_shared_cast_is_reused_only_for_the_same_unchanged_input_under_autocast():
     import torch
 
@@ -323,6 +346,8 @@ def test_a_shared_cast_is_reused_only_for_the_same_unchanged_input_under_autocas
         assert hook(None, (x.to(torch.bfloat16),)) is None  # already bf16
     with torch.autocast("cpu", dtype=torch.float16):
         assert hook(None, (x,)) is None  # autocast to another dtype
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert hook(None, (torch.randn(2, 3, 8),)) is None  # no version counter to trust: autocast casts
     hook.forget()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert hook(None, (x,))[0] is not again
