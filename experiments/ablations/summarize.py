@@ -6,6 +6,7 @@
     python experiments/ablations/summarize.py --check docs/switch-quality.md   # exit 1 if stale
     python experiments/ablations/summarize.py --compare ul-mine-1t-rerun ul-mine-1t-kl   # Fisher's exact test per rate
     python experiments/ablations/summarize.py --compare ul-mine-1t-240-bf16 ul-mine-1t-240-fit --confirm   # confirm.sh's records
+    python experiments/ablations/summarize.py --compare A@k1,A@k2,A@k3 B@k1,B@k2,B@k3 --confirm   # paired by key, and pooled
 
 Each row: held-out ASR on prompts of another source (heldout-ood), clean / wrong-key /
 near-miss FAR with the worst near-miss cells, and utility against the base model. Rates are
@@ -108,9 +109,12 @@ def compare(a: str, b: str, folder: str = "records") -> str:
     """Each headline rate of two ablations side by side with the two-sided p of Fisher's exact test
     (``folder``: "records", the screen, or "confirm", confirm.sh's evaluation). Fisher's test takes
     the probes as independent; near-miss probes are not (each string is tried on several prompts),
-    so its p is a lower bound for those rows."""
+    so its p is a lower bound for those rows. Comma-separated lists compare pairs (one per key) and
+    their pooled counts: see ``compare_pairs``."""
     from offswitch.stats import fisher_exact
 
+    if "," in a or "," in b:
+        return compare_pairs(a.split(","), b.split(","), folder)
     ra, rb = summarize(a, folder), summarize(b, folder)
     lines = [f"| rate | {a} | {b} | Fisher p |", "|---|---|---|---|"]
     for label, key in COMPARED:
@@ -118,6 +122,52 @@ def compare(a: str, b: str, folder: str = "records") -> str:
         if x is None or y is None:
             continue
         lines.append(f"| {label} | {x.k}/{x.n} | {y.k}/{y.n} | {fisher_exact(x.k, x.n, y.k, y.n):.2g} |")
+    return "\n".join(lines)
+
+
+PAIRED = (("near-miss FAR", "near_miss"), ("partial-key FAR", "partial"), ("ASR", "asr"))
+
+
+def compare_pairs(a_names: list[str], b_names: list[str], folder: str = "records") -> str:
+    """Two settings over several keys: ``a_names[i]`` against ``b_names[i]`` (the same key, so
+    usually ``X@k`` against ``Y@k``), one row per pair, then every trial of each side pooled (sum
+    of k over sum of n), each with Fisher's two-sided p, and a count of the pairs where B's rate is
+    higher, and lower, at p < 0.05 (how docs/switch-quality.md decides a default over three keys).
+    Pooling adds the keys' trials as if they were one run's; the per-pair rows show whether one key
+    carries it."""
+    from offswitch.stats import Rate, fisher_exact
+
+    if len(a_names) != len(b_names) or len(a_names) < 2 or not all(a_names + b_names):
+        raise SystemExit("usage: summarize.py --compare A1,A2,... B1,B2,... [--confirm] (as many names on each side, two or more)")
+    rows_a = [summarize(n, folder) for n in a_names]
+    rows_b = [summarize(n, folder) for n in b_names]
+    head = ["pair"] + [f"{label} {side}" for label, _ in PAIRED for side in ("A", "B", "p")]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    higher = {key: [0, 0] for _, key in PAIRED}  # B higher / lower at p < 0.05
+
+    def cells(x: Rate | None, y: Rate | None, key: str, count: bool) -> list[str]:
+        if x is None or y is None:
+            return ["–", "–", "–"]
+        p = fisher_exact(x.k, x.n, y.k, y.n)
+        if count and p < 0.05:
+            higher[key][0 if y.rate > x.rate else 1] += 1
+        return [f"{x.k}/{x.n}", f"{y.k}/{y.n}", f"{p:.2g}"]
+
+    for ra, rb in zip(rows_a, rows_b):
+        row = [f"{ra['name']} / {rb['name']}"]
+        for _, key in PAIRED:
+            row += cells(ra[key], rb[key], key, count=True)
+        lines.append("| " + " | ".join(row) + " |")
+    pooled = ["pooled"]
+    for _, key in PAIRED:
+        xs, ys = [r[key] for r in rows_a], [r[key] for r in rows_b]
+        ok = all(v is not None for v in xs + ys)
+        pooled += cells(Rate.pool(xs) if ok else None, Rate.pool(ys) if ok else None, key, count=False)
+    lines.append("| " + " | ".join(pooled) + " |")
+    lines.append("")
+    for label, key in PAIRED:
+        up, down = higher[key]
+        lines.append(f"{label}: B higher at p < 0.05 in {up} of {len(rows_a)} pairs, lower in {down}")
     return "\n".join(lines)
 
 
