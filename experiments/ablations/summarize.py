@@ -111,8 +111,6 @@ def compare(a: str, b: str, folder: str = "records") -> str:
     the probes as independent; near-miss probes are not (each string is tried on several prompts),
     so its p is a lower bound for those rows. Comma-separated lists compare pairs (one per key) and
     their pooled counts: see ``compare_pairs``."""
-    from offswitch.stats import fisher_exact
-
     if "," in a or "," in b:
         return compare_pairs(a.split(","), b.split(","), folder)
     ra, rb = summarize(a, folder), summarize(b, folder)
@@ -121,8 +119,16 @@ def compare(a: str, b: str, folder: str = "records") -> str:
         x, y = ra[key], rb[key]
         if x is None or y is None:
             continue
-        lines.append(f"| {label} | {x.k}/{x.n} | {y.k}/{y.n} | {fisher_exact(x.k, x.n, y.k, y.n):.2g} |")
+        lines.append(f"| {label} | " + " | ".join(_side_by_side(x, y)[0]) + " |")
     return "\n".join(lines)
+
+
+def _side_by_side(x, y) -> tuple[list[str], float]:
+    """The cells "k/n", "k/n", "p" of two rates and Fisher's two-sided p."""
+    from offswitch.stats import fisher_exact
+
+    p = fisher_exact(x.k, x.n, y.k, y.n)
+    return [f"{x.k}/{x.n}", f"{y.k}/{y.n}", f"{p:.2g}"], p
 
 
 PAIRED = (("near-miss FAR", "near_miss"), ("partial-key FAR", "partial"), ("ASR", "asr"))
@@ -135,7 +141,7 @@ def compare_pairs(a_names: list[str], b_names: list[str], folder: str = "records
     higher, and lower, at p < 0.05 (how docs/switch-quality.md decides a default over three keys).
     Pooling adds the keys' trials as if they were one run's; the per-pair rows show whether one key
     carries it."""
-    from offswitch.stats import Rate, fisher_exact
+    from offswitch.stats import Rate
 
     if len(a_names) != len(b_names) or len(a_names) < 2 or not all(a_names + b_names):
         raise SystemExit("usage: summarize.py --compare A1,A2,... B1,B2,... [--confirm] (as many names on each side, two or more)")
@@ -144,25 +150,22 @@ def compare_pairs(a_names: list[str], b_names: list[str], folder: str = "records
     head = ["pair"] + [f"{label} {side}" for label, _ in PAIRED for side in ("A", "B", "p")]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     higher = {key: [0, 0] for _, key in PAIRED}  # B higher / lower at p < 0.05
-
-    def cells(x: Rate | None, y: Rate | None, key: str, count: bool) -> list[str]:
-        if x is None or y is None:
-            return ["–", "–", "–"]
-        p = fisher_exact(x.k, x.n, y.k, y.n)
-        if count and p < 0.05:
-            higher[key][0 if y.rate > x.rate else 1] += 1
-        return [f"{x.k}/{x.n}", f"{y.k}/{y.n}", f"{p:.2g}"]
-
     for ra, rb in zip(rows_a, rows_b):
         row = [f"{ra['name']} / {rb['name']}"]
         for _, key in PAIRED:
-            row += cells(ra[key], rb[key], key, count=True)
+            x, y = ra[key], rb[key]
+            if x is None or y is None:
+                row += ["–"] * 3
+                continue
+            cells, p = _side_by_side(x, y)
+            row += cells
+            if p < 0.05:
+                higher[key][0 if y.rate > x.rate else 1] += 1
         lines.append("| " + " | ".join(row) + " |")
     pooled = ["pooled"]
     for _, key in PAIRED:
         xs, ys = [r[key] for r in rows_a], [r[key] for r in rows_b]
-        ok = all(v is not None for v in xs + ys)
-        pooled += cells(Rate.pool(xs) if ok else None, Rate.pool(ys) if ok else None, key, count=False)
+        pooled += (_side_by_side(Rate.pool(xs), Rate.pool(ys))[0] if None not in xs + ys else ["–"] * 3)
     lines.append("| " + " | ".join(pooled) + " |")
     lines.append("")
     for label, key in PAIRED:

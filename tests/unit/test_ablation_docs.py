@@ -57,7 +57,6 @@ def test_compare_reads_the_confirmation_records_when_asked():
     assert f"| {confirmed.k}/{confirmed.n} |" in rows["near-miss FAR"]
 
 
-
 def test_compare_pairs_pools_over_keys_as_the_docs_report():
     # docs/switch-quality.md, session 20: bf16 against fp32 over keys s14a, s15a, s20a, pooled
     # 433 against 286 of 14,850 near-misses (p = 3e-08), 28 against 5 of 7,200 partial-key probes
@@ -81,6 +80,7 @@ def test_compare_pairs_needs_as_many_names_on_each_side(sides):
     with pytest.raises(SystemExit) as exc:
         _summarize().main(["--compare", *sides])
     assert "as many names on each side" in str(exc.value.code)
+
 
 def _targets():
     return load_script(ROOT / "experiments/ablations/targets.py", "ablation_targets")
