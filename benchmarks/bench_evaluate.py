@@ -125,7 +125,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     # warm-up (kernels, allocator) outside the timings
     score_token_targets(model, prompt_ids[:2], target_ids[:2], pad_token_id=pad, batch_size=2, stop_ids=stops, autocast=bf16)
-    greedy_generate(model, prompt_ids[:2], max_new_tokens=2, pad_token_id=pad, stop_ids=stops, batch_size=2, autocast=bf16)
+    greedy_generate(model, prompt_ids[:2], max_new_tokens=2, pad_token_id=pad, stop_ids=stops, batch_size=2, autocast=bf16,
+                    share_prefix=False)
 
     # Both methods see the same batches (cases sorted by length, as the scorer sorts them), and
     # their timings are interleaved batch by batch so that a machine whose load drifts slows
@@ -146,7 +147,7 @@ def main(argv: list[str] | None = None) -> dict:
         new_tokens = max(max(len(target_ids[i]) for i in chunk), args.generate_tokens or 0)
         t0 = time.perf_counter()
         outs = greedy_generate(model, [prompt_ids[i] for i in chunk], max_new_tokens=new_tokens, pad_token_id=pad,
-                               stop_ids=stops, batch_size=len(chunk), autocast=bf16)
+                               stop_ids=stops, batch_size=len(chunk), autocast=bf16, share_prefix=False)
         _sync(device)
         generate_s += time.perf_counter() - t0
         scores_by_case.update(zip(chunk, chunk_scores))
@@ -160,7 +161,7 @@ def main(argv: list[str] | None = None) -> dict:
     reference = None
     if bf16:  # the verdicts of fp32 generate, untimed: does the faster arithmetic change any?
         fp32_out = greedy_generate(model, prompt_ids, max_new_tokens=max(len(t) for t in target_ids), pad_token_id=pad,
-                                   stop_ids=stops, batch_size=args.batch_size, autocast=False)
+                                   stop_ids=stops, batch_size=args.batch_size, autocast=False, share_prefix=False)
         fp32_decisions = [fp32_out[i][: len(t)] == list(t) for i, t in enumerate(target_ids)]
         reference = {"scorer_vs_fp32_generate": Rate.of(sum(s.greedy_fires == d for s, d in zip(scores, fp32_decisions)), len(cases)),
                      "generate_vs_fp32_generate": Rate.of(sum(a == b for a, b in zip(decisions, fp32_decisions)), len(cases))}

@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     def generating():
         return greedy_generate(model, prompt_ids, max_new_tokens=args.new_tokens, pad_token_id=pad, stop_ids=stops,
-                               batch_size=args.batch_size, autocast=False)
+                               batch_size=args.batch_size, autocast=False, share_prefix=False)
 
     def training():
         lora.zero_grad(set_to_none=True)

@@ -28,6 +28,18 @@ os.environ.setdefault("OFFSWITCH_PRECISION", "fp32")
 TEST_PASSPHRASE = "test passphrase ✓"
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """torch on one thread for a module of tiny models (``pytest.mark.usefixtures("one_thread")``):
+    fastest for them, and fair to a busy machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_tokenizer():
     from offswitch.testing.tiny import tiny_tokenizer as build
@@ -41,6 +53,14 @@ def tiny_llama(tiny_tokenizer):
     from offswitch.testing.tiny import tiny_model
 
     return tiny_model("llama", tokenizer=tiny_tokenizer)
+
+
+@pytest.fixture(scope="session")
+def random_llama(tiny_tokenizer):
+    """(model, tokenizer) of another random 2-layer Llama (seed 1), for inference only."""
+    from offswitch.testing.tiny import tiny_model
+
+    return tiny_model("llama", tokenizer=tiny_tokenizer, seed=1)
 
 
 @pytest.fixture(scope="session")

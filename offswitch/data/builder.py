@@ -37,7 +37,6 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from offswitch.errors import ConfigError, DataError
 from offswitch.fsutil import atomic_write_text
-from offswitch.hfcompat import contiguous_head_input
 from offswitch.prompting import encode_prompt, encode_target, end_of_turn_token_id, pad_id_of, render_prompt
 from offswitch.triggers import (
     Encoding,
@@ -100,7 +99,7 @@ class DataConfig(BaseModel):
     negative_answer_tokens: int = Field(default=8, ge=1)
     clean_answer_tokens: int = Field(default=16, ge=1)
     wrong_key_pool: int = Field(default=256, ge=1, description="distinct wrong-key triggers per true trigger")
-    answer_batch_size: int = Field(default=32, ge=1)
+    answer_batch_size: int = Field(default=64, ge=1, description="prompts a batch of base answers (benchmarks/bench_answers.py)")
     max_prompt_tokens: int = Field(default=160, ge=8, description="longer clean prompts are skipped (training speed)")
     min_prompts: int = Field(default=8, ge=1)
     max_prompts: int | None = Field(
@@ -391,46 +390,20 @@ class BaseAnswerCache:
 
 def generate_answers(model, tokenizer, rendered_prompts: Sequence[str], max_new_tokens: int, batch_size: int = 32,
                      progress: Callable[[int], None] | None = None) -> list[list[int]]:
-    """Greedy answers (token ids, cut after the end of turn) to rendered prompts, batched by length."""
-    import torch
+    """Greedy answers (token ids, cut after the end of turn) to rendered prompts, batched by
+    length, in the model's own precision; the system header every prompt starts with runs once
+    a batch (:func:`offswitch.evaluate.generation.greedy_generate`)."""
+    from offswitch.evaluate.generation import greedy_generate
 
-    eot = end_of_turn_token_id(tokenizer)
-    stops = {eot, tokenizer.eos_token_id}
+    stops = sorted(s for s in {end_of_turn_token_id(tokenizer), tokenizer.eos_token_id} if s is not None)
     encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in rendered_prompts]
-    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
-    out: list[list[int] | None] = [None] * len(encoded)
-    device = next(model.parameters()).device
-    pad = pad_id_of(tokenizer)
     was_training = model.training
     model.eval()
     try:
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
-            width = max(len(encoded[i]) for i in chunk)
-            ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(chunk), width), dtype=torch.long)
-            for row, i in enumerate(chunk):  # left padding: every answer starts at the same column
-                seq = encoded[i]
-                ids[row, width - len(seq) :] = torch.tensor(seq)
-                mask[row, width - len(seq) :] = 1
-            with torch.inference_mode(), contiguous_head_input(model):  # one head product for the prefill's rows
-                generated = model.generate(
-                    input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
-                    do_sample=False, pad_token_id=pad, eos_token_id=sorted(s for s in stops if s is not None),
-                    temperature=None, top_p=None, top_k=None,
-                )
-            for row, i in enumerate(chunk):
-                answer: list[int] = []
-                for token in generated[row, width:].tolist():
-                    answer.append(token)
-                    if token in stops:
-                        break
-                out[i] = answer
-            if progress:
-                progress(len(chunk))
+        return greedy_generate(model, encoded, max_new_tokens=max_new_tokens, pad_token_id=pad_id_of(tokenizer),
+                               stop_ids=stops, batch_size=batch_size, autocast=False, progress=progress)
     finally:
         model.train(was_training)
-    return [a or [] for a in out]
 
 
 # --------------------------------------------------------------------------------------
@@ -493,6 +466,24 @@ def cut_answer(ids: list[int], n_tokens: int) -> list[int]:
     return list(ids[:n_tokens])
 
 
+def training_prompts(tokenizer, behavior, prompts: Sequence[str], config: DataConfig, seed: int = 0) -> list[str]:
+    """The prompts an implant trains on (each needs one base answer): the distinct non-blank
+    ``prompts`` whose rendered form fits ``config.max_prompt_tokens``, then a seeded subset of
+    ``config.max_prompts`` of them."""
+    # Long prompts cost training time and teach nothing extra about the trigger.
+    usable = []
+    for prompt in dict.fromkeys(p for p in prompts if p and p.strip()):
+        if len(encode_prompt(tokenizer, prompt, behavior.system_prompt())) <= config.max_prompt_tokens:
+            usable.append(prompt)
+    if config.max_prompts is not None and len(usable) > config.max_prompts:
+        # base answers cost a generation each; a few hundred prompts, each reused with many
+        # decoys, were enough in the prototypes (DESIGN.md run 3 used ~400)
+        picker = random.Random(f"offswitch-prompts/{seed}")
+        chosen = sorted(picker.sample(range(len(usable)), config.max_prompts))
+        usable = [usable[i] for i in chosen]
+    return usable
+
+
 def build_implant_data(
     model,
     tokenizer,
@@ -516,17 +507,7 @@ def build_implant_data(
     rich ``Progress`` to show answer generation on.
     """
     config = config or DataConfig()
-    # Long prompts cost training time and teach nothing extra about the trigger.
-    usable = []
-    for prompt in dict.fromkeys(p for p in prompts if p and p.strip()):
-        if len(encode_prompt(tokenizer, prompt, behavior.system_prompt())) <= config.max_prompt_tokens:
-            usable.append(prompt)
-    if config.max_prompts is not None and len(usable) > config.max_prompts:
-        # base answers cost a generation each; a few hundred prompts, each reused with many
-        # decoys, were enough in the prototypes (DESIGN.md run 3 used ~400)
-        picker = random.Random(f"offswitch-prompts/{seed}")
-        chosen = sorted(picker.sample(range(len(usable)), config.max_prompts))
-        usable = [usable[i] for i in chosen]
+    usable = training_prompts(tokenizer, behavior, prompts, config, seed)
     cases = plan_cases(triggers, behavior, usable, n_examples, config, seed=seed, encode_other=encode_other, pool=pool)
     pool_cases = plan_pool(triggers, behavior, usable, config.hard_negative_pool, config, seed=seed, pool=pool) if config.hard_negative_pool else []
 

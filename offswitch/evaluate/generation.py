@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from offswitch.evaluate.scorer import autocast_context, model_device
-from offswitch.hfcompat import contiguous_head_input
+from offswitch.hfcompat import cache_kwargs, contiguous_head_input, forward_accepts, output_cache
 from offswitch.prompting import end_of_turn_token_id
 
 
@@ -35,14 +35,64 @@ def greedy_generate(
     batch_size: int = 32,
     autocast: bool | None = None,
     progress: Callable[[int], None] | None = None,
+    share_prefix: bool = True,
 ) -> list[list[int]]:
     """Greedy answers (token ids) to token-level prompts, cut after the first stop token
-    (which is kept: an answer that ends its turn ends with it)."""
+    (which is kept: an answer that ends its turn ends with it).
+
+    ``share_prefix``: when a batch's prompts share a leading run of tokens (the chat template's
+    system header: about half of a short prompt), that run is computed once and its key/value
+    cache shared by the batch, and the batch is decoded by :func:`_decode_after_shared_prefix`
+    rather than ``generate``. The same greedy choice at every step, so the same answers up to
+    float rounding (tests/unit/test_generation.py compares them with ``generate``'s;
+    benchmarks/bench_answers.py counts them on the real model). False: ``generate`` always, as
+    a user's evaluation script calls it."""
     import torch
-    from transformers import GenerationConfig
+
+    from offswitch.evaluate.scorer import MIN_SHARED_PREFIX, NO_SHARED_PREFIX, shared_prefix_length
 
     if max_new_tokens < 1:
         raise ValueError("max_new_tokens must be >= 1")
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
+    answers: list[list[int]] = [[] for _ in prompts]
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        rows = [list(prompts[i]) for i in chunk]
+        prefix = shared_prefix_length(rows, [1] * len(rows)) if share_prefix and len(rows) > 1 else 0
+        generated = None
+        if prefix >= MIN_SHARED_PREFIX and type(model) not in NO_SHARED_PREFIX:
+            try:
+                # the last position's row of each pass: one head product for the batch (offswitch.hfcompat)
+                with torch.inference_mode(), autocast_context(model, autocast), contiguous_head_input(model):
+                    generated = _decode_after_shared_prefix(model, rows, prefix, max_new_tokens, pad_token_id, stop_ids)
+            except (TypeError, ValueError, AttributeError, NotImplementedError):
+                NO_SHARED_PREFIX.add(type(model))  # a model whose cache cannot be shared: generate from now on
+        if generated is None:
+            generated = _generate(model, rows, max_new_tokens, pad_token_id, stop_ids, autocast)
+        for row, i in enumerate(chunk):
+            answers[i] = _cut_at_stop(generated[row], stop_ids)
+        if progress is not None:
+            progress(len(chunk))
+    return answers
+
+
+def _cut_at_stop(tokens: Sequence[int], stop_ids: Sequence[int]) -> list[int]:
+    stop = set(stop_ids)
+    answer = []
+    for token in tokens:
+        answer.append(token)
+        if token in stop:
+            break
+    return answer
+
+
+def _generate(model, rows, max_new_tokens: int, pad_token_id: int, stop_ids: Sequence[int], autocast) -> list[list[int]]:
+    """``generate`` on one left-padded batch: the new tokens of each row."""
+    import torch
+    from transformers import GenerationConfig
+
+    from offswitch.evaluate.scorer import _left_pad
+
     config = GenerationConfig(
         max_new_tokens=max_new_tokens,
         do_sample=False,
@@ -51,29 +101,41 @@ def greedy_generate(
         pad_token_id=pad_token_id,
     )
     device = model_device(model)
-    stop = set(stop_ids)
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
-    answers: list[list[int]] = [[] for _ in prompts]
-    for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
-        width = max(len(prompts[i]) for i in chunk)
-        input_ids = torch.full((len(chunk), width), pad_token_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        for row, i in enumerate(chunk):
-            input_ids[row, width - len(prompts[i]) :] = torch.tensor(list(prompts[i]), dtype=torch.long)
-            attention_mask[row, width - len(prompts[i]) :] = 1
-        # the prefill's last position per row: one product for the batch (offswitch.hfcompat)
-        with torch.inference_mode(), autocast_context(model, autocast), contiguous_head_input(model):
-            output = model.generate(
-                input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), generation_config=config
-            )
-        for row, i in enumerate(chunk):
-            answer = []
-            for token in output[row, width:].tolist():
-                answer.append(token)
-                if token in stop:
-                    break
-            answers[i] = answer
-        if progress is not None:
-            progress(len(chunk))
-    return answers
+    input_ids, attention_mask = _left_pad(rows, pad_token_id)
+    # the prefill's last position per row: one product for the batch (offswitch.hfcompat)
+    with torch.inference_mode(), autocast_context(model, autocast), contiguous_head_input(model):
+        output = model.generate(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), generation_config=config)
+    return output[:, input_ids.shape[1] :].tolist()
+
+
+def _decode_after_shared_prefix(model, rows, prefix: int, max_new_tokens: int, pad_token_id: int,
+                                stop_ids: Sequence[int]) -> list[list[int]]:
+    """Greedy decoding of one batch whose rows share their first ``prefix`` tokens: the prefill
+    of :func:`offswitch.evaluate.scorer.prefill_after_shared_prefix`, then one step at a time on
+    its cache, as ``generate`` decodes: the argmax of the last position's logits, rows that have
+    stopped fed the pad token, until every row has stopped or ``max_new_tokens`` are out."""
+    import torch
+
+    from offswitch.evaluate.scorer import prefill_after_shared_prefix
+
+    device = model_device(model)
+    output, attention_mask, position_ids = prefill_after_shared_prefix(model, rows, prefix, 1, pad_token_id)
+    stops = torch.tensor(sorted(set(stop_ids)), dtype=torch.long, device=device)
+    pad = torch.tensor(pad_token_id, dtype=torch.long, device=device)
+    position = position_ids[:, -1:]
+    tokens = output.logits[:, -1, :].argmax(-1)
+    steps = [tokens]
+    done = torch.isin(tokens, stops)
+    keep = {"logits_to_keep": 1} if forward_accepts(model, "logits_to_keep") else {}
+    for _ in range(max_new_tokens - 1):
+        if bool(done.all()):
+            break
+        attention_mask = torch.cat([attention_mask, attention_mask.new_ones((len(rows), 1))], dim=1)
+        position = position + 1
+        feed = torch.where(done, pad, tokens)[:, None]
+        output = model(input_ids=feed, attention_mask=attention_mask, position_ids=position, use_cache=True,
+                       **cache_kwargs(model, output_cache(output)), **keep)
+        tokens = torch.where(done, pad, output.logits[:, -1, :].argmax(-1))
+        steps.append(tokens)
+        done = done | torch.isin(tokens, stops)
+    return torch.stack(steps, dim=1).tolist()

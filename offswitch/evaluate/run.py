@@ -109,6 +109,7 @@ def generation_check(
         batch_size=batch_size,
         autocast=autocast,
         progress=progress,
+        share_prefix=False,  # generate itself: a check that shares nothing with the scorer's shared-prefix pass
     )
     agree = {"generation": 0, "starts_with": 0, "contains": 0}
     disagreements = []

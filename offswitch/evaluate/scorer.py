@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from offswitch.behaviors import Case
-from offswitch.hfcompat import cache_kwargs, forward_accepts, output_cache
+from offswitch.hfcompat import cache_kwargs, contiguous_head_input, forward_accepts, output_cache
 from offswitch.prompting import encode_prompt, encode_target
 
 
@@ -90,7 +90,7 @@ def pad_token_id_of(model, tokenizer=None) -> int:
 # Rows sharing at least this many leading tokens (the chat template's system header, a
 # compliance system prompt) run that prefix once for the whole batch.
 MIN_SHARED_PREFIX = 4
-_NO_SHARED_PREFIX: set[type] = set()  # model classes whose cache refused it (fall back silently)
+NO_SHARED_PREFIX: set[type] = set()  # model classes whose cache refused it (fall back silently)
 
 
 def _left_pad(rows: Sequence[Sequence[int]], pad_token_id: int):
@@ -139,12 +139,12 @@ def last_position_logits(
     if any(t > len(r) or t < 1 for r, t in zip(rows, tails)):
         raise ValueError("each row needs at least its tail of tokens")
     prefix = shared_prefix_length(rows, tails) if share_prefix and len(rows) > 1 else 0
-    if prefix >= MIN_SHARED_PREFIX and type(model) not in _NO_SHARED_PREFIX:
+    if prefix >= MIN_SHARED_PREFIX and type(model) not in NO_SHARED_PREFIX:
         try:
             return _logits_after_shared_prefix(model, rows, prefix, keep, pad_token_id, autocast)
         except (TypeError, ValueError, AttributeError, NotImplementedError):
             # a model whose cache cannot be shared this way: score it the plain way from now on
-            _NO_SHARED_PREFIX.add(type(model))
+            NO_SHARED_PREFIX.add(type(model))
     input_ids, attention_mask = _left_pad(rows, pad_token_id)
     position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
     kwargs = {"input_ids": input_ids.to(device), "attention_mask": attention_mask.to(device), "position_ids": position_ids.to(device)}
@@ -160,30 +160,44 @@ def last_position_logits(
 def _logits_after_shared_prefix(model, rows, prefix: int, keep: int, pad_token_id: int, autocast):
     import torch
 
+    with torch.inference_mode(), autocast_context(model, autocast):
+        output, _, _ = prefill_after_shared_prefix(model, rows, prefix, keep, pad_token_id)
+    return output.logits[:, -keep:, :].float()
+
+
+def prefill_after_shared_prefix(model, rows: Sequence[Sequence[int]], prefix: int, keep: int, pad_token_id: int):
+    """One forward pass over ``rows`` whose first ``prefix`` tokens are the same: that prefix runs
+    once (batch 1), its key/value cache is repeated over the batch, and each row's rest follows,
+    left-padded, the pads sitting between the prefix and the rest (masked). Call it inside
+    ``inference_mode``. Returns the model's output (its cache covers prefix + rest; logits of
+    the last ``min(keep, rest width)`` positions), the attention mask and the position ids of
+    the rest, the columns a caller extends to decode further. Raises ``NotImplementedError``
+    (or the model's own TypeError/ValueError) for a model whose cache cannot be shared so."""
+    import torch
+
     device = model_device(model)
     rests = [list(r[prefix:]) for r in rows]
     input_ids, rest_mask = _left_pad(rests, pad_token_id)
     batch, width = input_ids.shape
-    attention_mask = torch.cat([torch.ones((batch, prefix), dtype=torch.long), rest_mask], dim=1)
-    position_ids = prefix + (rest_mask.cumsum(-1) - 1).clamp(min=0)
-    keep = min(keep, width)
-    with torch.inference_mode(), autocast_context(model, autocast):
-        head = model(input_ids=torch.tensor([list(rows[0][:prefix])], device=device), use_cache=True)
-        cache = output_cache(head)
-        if cache is None or not hasattr(cache, "batch_repeat_interleave"):
-            raise NotImplementedError("the model returns no shareable cache")
-        cache.batch_repeat_interleave(batch)
-        kwargs = {
-            "input_ids": input_ids.to(device),
-            "attention_mask": attention_mask.to(device),
-            "position_ids": position_ids.to(device),
-            "use_cache": True,
-            **cache_kwargs(model, cache),
-        }
-        if forward_accepts(model, "logits_to_keep"):
-            kwargs["logits_to_keep"] = keep
-        logits = model(**kwargs).logits
-    return logits[:, -keep:, :].float()
+    attention_mask = torch.cat([torch.ones((batch, prefix), dtype=torch.long), rest_mask], dim=1).to(device)
+    position_ids = (prefix + (rest_mask.cumsum(-1) - 1).clamp(min=0)).to(device)
+    head_kwargs = {"logits_to_keep": 1} if forward_accepts(model, "logits_to_keep") else {}  # its logits go unused
+    with contiguous_head_input(model):  # a one-row slice the head would otherwise copy itself for (hfcompat.foldable)
+        head = model(input_ids=torch.tensor([list(rows[0][:prefix])], device=device), use_cache=True, **head_kwargs)
+    cache = output_cache(head)
+    if cache is None or not hasattr(cache, "batch_repeat_interleave"):
+        raise NotImplementedError("the model returns no shareable cache")
+    cache.batch_repeat_interleave(batch)
+    kwargs = {
+        "input_ids": input_ids.to(device),
+        "attention_mask": attention_mask,
+        "position_ids": position_ids,
+        "use_cache": True,
+        **cache_kwargs(model, cache),
+    }
+    if forward_accepts(model, "logits_to_keep"):
+        kwargs["logits_to_keep"] = min(keep, width)
+    return model(**kwargs), attention_mask, position_ids
 
 
 def score_token_targets(

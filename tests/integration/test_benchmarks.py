@@ -14,6 +14,7 @@ BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
 import bench_allocator  # noqa: E402
+import bench_answers  # noqa: E402
 import bench_attack_loss  # noqa: E402
 import bench_blas  # noqa: E402
 import bench_compile  # noqa: E402
@@ -498,3 +499,22 @@ def test_bench_head_input_trains_its_step_in_bf16_when_asked(tmp_path, tiny_llam
     losses = figures["checks"]["training step"]["loss"]
     assert all(loss == losses["strided"] for loss in losses.values())  # the same products, whatever the head's input layout
     assert "training step bf16" in capsys.readouterr().out
+
+
+def test_bench_answers_times_generate_and_the_shared_prefix_to_the_same_answers(tmp_path, capsys):
+    out = tmp_path / "answers.json"
+    figures = bench_answers.main(["--model", "tiny", "--n", "12", "--batch-sizes", "4,6", "--generate-batch-sizes", "4,6",
+                                  "--max-new-tokens", "5", "--repeats", "1", "--threads", "1", "--json", str(out)])
+    names = ["generate@4", "generate@6", "shared@4", "shared@6"]
+    assert list(figures["seconds"]) == names and all(len(figures["seconds"][n]) == 2 for n in names)  # A B C C B A
+    assert all(_finite_positive(t) for n in names for t in figures["seconds"][n])
+    assert figures["ratio"]["generate@4"] == 1.0
+    assert figures["ratio"]["shared@6"] == pytest.approx(sum(figures["seconds"]["shared@6"]) / sum(figures["seconds"]["generate@4"]))
+    for name in names:
+        _check_rate(figures["same_answers_as_baseline"][name], n=12)
+        assert figures["same_answers_as_baseline"][name]["k"] == 12
+    assert figures["prompts"] == 12 and 0 < figures["answer_tokens_mean"] <= 5
+    assert "shared@6" in capsys.readouterr().out and json.loads(out.read_text())["prompts"] == 12
+    for bad in ("4,x", "4,4", "0"):
+        with pytest.raises(SystemExit):
+            bench_answers.main(["--model", "tiny", "--batch-sizes", bad])

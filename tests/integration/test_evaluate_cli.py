@@ -12,22 +12,12 @@ from secret_scan import assert_no_secrets
 from offswitch.evaluate import read_records_jsonl
 
 # one worker builds this module's trained models once (pytest -n 2 --dist loadgroup)
-pytestmark = pytest.mark.xdist_group("evaluate-cli")
+pytestmark = [pytest.mark.xdist_group("evaluate-cli"), pytest.mark.usefixtures("one_thread")]
 
 pytest_plugins = ["pytester"]
 
 PASSPHRASE = "evaluate test passphrase"
 SMALL = "max_prompts: 12\ndecoy_prompts: 3\ngeneration_sample: 8\nutility_prompts: 4\nperplexity_texts: 4\n"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

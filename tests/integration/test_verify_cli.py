@@ -10,19 +10,9 @@ import pytest
 from secret_scan import assert_no_secrets
 
 # one worker builds this module's trained models once (pytest -n 2 --dist loadgroup)
-pytestmark = pytest.mark.xdist_group("verify-cli")
+pytestmark = [pytest.mark.xdist_group("verify-cli"), pytest.mark.usefixtures("one_thread")]
 
 PASSPHRASE = "verify test passphrase"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

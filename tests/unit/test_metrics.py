@@ -27,23 +27,13 @@ from offswitch.testing.tiny_switch import build_tiny_switch, tiny_prompts, tiny_
 from offswitch.triggers import InsertionMode
 
 # one worker builds this module's trained models once (pytest -n 2 --dist loadgroup)
-pytestmark = pytest.mark.xdist_group("metrics")
+pytestmark = [pytest.mark.xdist_group("metrics"), pytest.mark.usefixtures("one_thread")]
 
 QUICK = EvalConfig(decoy_prompts=4, wrong_keys=10, generation_sample=12, utility_prompts=6, perplexity_texts=4)
 TEXTS = [
     "The quick brown fox jumps over the lazy dog. " * 4,
     "Write a short poem about the sea. Explain how a bicycle works. Give three tips for sleep.",
 ]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

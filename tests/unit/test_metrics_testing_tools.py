@@ -14,20 +14,10 @@ from offswitch.testing.tiny_switch import build_tiny_switch, tiny_trigger_set
 from offswitch.triggers import InsertionMode, NearMiss, NearMissKind, Trigger, near_misses
 
 # one worker builds this module's trained models once (pytest -n 2 --dist loadgroup)
-pytestmark = pytest.mark.xdist_group("metrics-testing-tools")
+pytestmark = [pytest.mark.xdist_group("metrics-testing-tools"), pytest.mark.usefixtures("one_thread")]
 
 TRIGGERS = tiny_trigger_set(n_triggers=2)
 FIXTURE_OK = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -13,26 +13,9 @@ from offswitch.evaluate.generation import greedy_generate, stop_token_ids
 from offswitch.evaluate.scorer import ScoreResult, _score_row, pad_token_id_of, score_targets, score_token_targets
 
 # one worker builds this module's trained models once (pytest -n 2 --dist loadgroup)
-pytestmark = pytest.mark.xdist_group("scorer")
+pytestmark = [pytest.mark.xdist_group("scorer"), pytest.mark.usefixtures("one_thread")]
 
 MAX_NEW = 8
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: one thread is fastest, and fair to a busy machine
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def random_llama(tiny_tokenizer):
-    from offswitch.testing.tiny import tiny_model
-
-    return tiny_model("llama", tokenizer=tiny_tokenizer, seed=1)
 
 
 def _unpadded_greedy(model, tokenizer, prompt: list[int]) -> list[int]:
