@@ -12,7 +12,7 @@ import random
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-from offswitch.hfcompat import contiguous_head_input, tied_embedding_row_grads
+from offswitch.hfcompat import tied_embedding_row_grads
 from offswitch.precision import adamw, autocast as precision_autocast
 from offswitch.prompting import encode_prompt, encode_target, end_of_turn_token_id, pad_id_of
 
@@ -246,20 +246,6 @@ def merge_lora(peft_model):
 # ---------------------------------------------------------------------- generation and scoring
 
 
-def left_pad(rows: Sequence[Sequence[int]], pad_id: int, device=None):
-    import torch
-
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, row in enumerate(rows):
-        ids[i, width - len(row) :] = torch.tensor(list(row), dtype=torch.long)
-        mask[i, width - len(row) :] = 1
-    if device is not None:
-        ids, mask = ids.to(device), mask.to(device)
-    return ids, mask
-
-
 def greedy_answers(model, tokenizer, users: Sequence[str], *, system: str | None = None, max_new_tokens: int = 48,
                    batch_size: int = 16, meter=None, description: str = "answering") -> list[str]:
     """The model's greedy answers to ``users`` in its chat template (batched, left-padded)."""
@@ -278,28 +264,35 @@ def normal_answers(model, tokenizer, cases, *, max_new_tokens: int, meter=None) 
 
 def greedy_answer_ids(model, tokenizer, prompts: Sequence[Sequence[int]], *, max_new_tokens: int, batch_size: int = 16,
                       meter=None, description: str = "answering") -> list[list[int]]:
-    """Greedy continuations (token ids, up to and excluding end of turn) of rendered prompts."""
-    import torch
+    """Greedy continuations (token ids, up to and excluding end of turn) of rendered prompts, in
+    batches of similar length, by :func:`offswitch.evaluate.generation.greedy_generate` (the
+    system header the prompts share runs once a batch) in the attacks' precision. ``meter``
+    counts each batch's prompt tokens and its rows times its decode steps, as ``generate`` runs them."""
+    from offswitch.evaluate.generation import greedy_generate
+    from offswitch.precision import resolve
 
     device = device_of(model)
     pad = pad_id_of(tokenizer)
     stop = sorted({end_of_turn_token_id(tokenizer)} | ({tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()))
-    out: list[list[int]] = []
+    bf16 = resolve("auto", device) == "bf16"  # as autocast(device) decides for the attacks' training
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
+    out: list[list[int]] = [[] for _ in prompts]
     was_training = model.training
     model.eval()
-    with progress((len(prompts) + batch_size - 1) // batch_size, description) as advance, torch.no_grad():
-        for start in range(0, len(prompts), batch_size):
-            ids, mask = left_pad(prompts[start : start + batch_size], pad, device)
-            with autocast(device), contiguous_head_input(model):  # one head product for the prefill's rows
-                generated = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
-                                           pad_token_id=pad, eos_token_id=stop)
-            for row in generated[:, ids.shape[1] :].tolist():
-                cut = next((i for i, t in enumerate(row) if t in stop), len(row))
-                out.append(row[:cut])
-            if meter is not None:
-                meter.forward(tokens=int(mask.sum()) + generated.shape[0] * (generated.shape[1] - ids.shape[1]))
-            advance()
-    model.train(was_training)
+    try:
+        with progress((len(prompts) + batch_size - 1) // batch_size, description) as advance:
+            for start in range(0, len(order), batch_size):
+                chunk = order[start : start + batch_size]
+                rows = [prompts[i] for i in chunk]
+                answers = greedy_generate(model, rows, max_new_tokens=max_new_tokens, pad_token_id=pad, stop_ids=stop,
+                                          batch_size=len(rows), autocast=bf16)
+                for i, answer in zip(chunk, answers):
+                    out[i] = answer[:-1] if answer and answer[-1] in stop else answer
+                if meter is not None:
+                    meter.forward(tokens=sum(map(len, rows)) + len(rows) * max(map(len, answers), default=0))
+                advance()
+    finally:
+        model.train(was_training)
     return out
 
 

@@ -119,3 +119,24 @@ def test_the_implants_base_answers_are_generates(tiny_llama):
                 for r in rendered]
     model.train(was_training)
     assert answers == expected
+
+
+def test_the_attacks_answers_are_generates_without_the_end_of_turn(tiny_llama):
+    """What the attacks train toward (normal answers, a teacher's answers): ``generate``'s answer
+    to each prompt, the end of turn cut off; the meter counts each batch's prompt tokens and its
+    rows times its decode steps."""
+    from offswitch.attacks._train import greedy_answer_ids
+    from offswitch.attacks.base import CostMeter
+    from offswitch.prompting import encode_prompt, end_of_turn_token_id
+
+    model, tokenizer = tiny_llama
+    prompts = [encode_prompt(tokenizer, f"Question {i}: {'why ' * (i % 4)}?", None) for i in range(7)]
+    meter = CostMeter()
+    answers = greedy_answer_ids(model, tokenizer, prompts, max_new_tokens=6, batch_size=3, meter=meter)
+    stops = sorted({end_of_turn_token_id(tokenizer), tokenizer.eos_token_id})
+    expected = [_generate_alone(model, tokenizer, p, max_new=6, stops=stops) for p in prompts]
+    assert answers == [a[:-1] if a and a[-1] in stops else a for a in expected]
+    assert meter.forward_passes == 3
+    order = sorted(range(7), key=lambda i: len(prompts[i]), reverse=True)
+    batches = [order[:3], order[3:6], order[6:]]
+    assert meter.tokens == sum(sum(len(prompts[i]) for i in b) + len(b) * max(len(expected[i]) for i in b) for b in batches)
