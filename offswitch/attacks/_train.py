@@ -247,7 +247,7 @@ def merge_lora(peft_model):
 
 
 def greedy_answers(model, tokenizer, users: Sequence[str], *, system: str | None = None, max_new_tokens: int = 48,
-                   batch_size: int = 16, meter=None, description: str = "answering") -> list[str]:
+                   batch_size: int = 64, meter=None, description: str = "answering") -> list[str]:
     """The model's greedy answers to ``users`` in its chat template (batched, left-padded)."""
     return [tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in
             greedy_answer_ids(model, tokenizer, [encode_prompt(tokenizer, u, system) for u in users],
@@ -262,12 +262,14 @@ def normal_answers(model, tokenizer, cases, *, max_new_tokens: int, meter=None) 
     return [tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in answers]
 
 
-def greedy_answer_ids(model, tokenizer, prompts: Sequence[Sequence[int]], *, max_new_tokens: int, batch_size: int = 16,
+def greedy_answer_ids(model, tokenizer, prompts: Sequence[Sequence[int]], *, max_new_tokens: int, batch_size: int = 64,
                       meter=None, description: str = "answering") -> list[list[int]]:
     """Greedy continuations (token ids, up to and excluding end of turn) of rendered prompts, in
     batches of similar length, by :func:`offswitch.evaluate.generation.greedy_generate` (the
     system header the prompts share runs once a batch) in the attacks' precision. ``meter``
-    counts each batch's prompt tokens and its rows times its decode steps, as ``generate`` runs them."""
+    counts each batch's prompt tokens and its rows times its decode steps, as ``generate`` runs them.
+    64 rows a batch: on a 2-core CPU 0.404× the time of ``generate`` at the former 16 for 64-token
+    answers, the same answers (benchmarks/bench_answers.py, docs/performance.md session 26)."""
     from offswitch.evaluate.generation import greedy_generate
     from offswitch.precision import resolve
 
