@@ -84,10 +84,10 @@ def main(argv: list[str] | None = None) -> dict:
     from offswitch.behaviors import make_behavior
     from offswitch.data.builder import training_prompts
     from offswitch.data.sources import load_prompts
-    from offswitch.evaluate.generation import greedy_generate
+    from offswitch.evaluate.generation import greedy_generate, turn_stop_ids
     from offswitch.evaluate.scorer import model_device
     from offswitch.models import pick_device
-    from offswitch.prompting import end_of_turn_token_id, pad_id_of, render_prompt
+    from offswitch.prompting import pad_id_of, render_prompt
     from offswitch.stats import Rate
 
     if args.threads:
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> dict:
         prompts = (prompts * (args.n // max(len(prompts), 1) + 1))[: args.n]
     encoded = [tokenizer(render_prompt(tokenizer, p, behavior.system_prompt()), add_special_tokens=False)["input_ids"]
                for p in prompts]
-    stops = sorted(s for s in {end_of_turn_token_id(tokenizer), tokenizer.eos_token_id} if s is not None)
+    stops = turn_stop_ids(tokenizer)  # the builder's
     pad = pad_id_of(tokenizer)
     variants = _variants(args.generate_batch_sizes, args.batch_sizes)
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from offswitch.hfcompat import tied_embedding_row_grads
 from offswitch.precision import adamw, autocast as precision_autocast
-from offswitch.prompting import encode_prompt, encode_target, end_of_turn_token_id, pad_id_of
+from offswitch.prompting import encode_prompt, encode_target, pad_id_of
 
 IGNORE = -100
 
@@ -270,32 +270,25 @@ def greedy_answer_ids(model, tokenizer, prompts: Sequence[Sequence[int]], *, max
     counts each batch's prompt tokens and its rows times its decode steps, as ``generate`` runs them.
     64 rows a batch: on a 2-core CPU 0.404× the time of ``generate`` at the former 16 for 64-token
     answers, the same answers (benchmarks/bench_answers.py, docs/performance.md session 26)."""
-    from offswitch.evaluate.generation import greedy_generate
+    from offswitch.evaluate.generation import greedy_generate, turn_stop_ids
     from offswitch.precision import resolve
 
-    device = device_of(model)
-    pad = pad_id_of(tokenizer)
-    stop = sorted({end_of_turn_token_id(tokenizer)} | ({tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()))
-    bf16 = resolve("auto", device) == "bf16"  # as autocast(device) decides for the attacks' training
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
-    out: list[list[int]] = [[] for _ in prompts]
+    stop = turn_stop_ids(tokenizer)
     was_training = model.training
     model.eval()
     try:
         with progress((len(prompts) + batch_size - 1) // batch_size, description) as advance:
-            for start in range(0, len(order), batch_size):
-                chunk = order[start : start + batch_size]
-                rows = [prompts[i] for i in chunk]
-                answers = greedy_generate(model, rows, max_new_tokens=max_new_tokens, pad_token_id=pad, stop_ids=stop,
-                                          batch_size=len(rows), autocast=bf16)
-                for i, answer in zip(chunk, answers):
-                    out[i] = answer[:-1] if answer and answer[-1] in stop else answer
+            def counted(rows, answers):
                 if meter is not None:
                     meter.forward(tokens=sum(map(len, rows)) + len(rows) * max(map(len, answers), default=0))
                 advance()
+
+            answers = greedy_generate(model, prompts, max_new_tokens=max_new_tokens, pad_token_id=pad_id_of(tokenizer),
+                                      stop_ids=stop, batch_size=batch_size, on_batch=counted,
+                                      autocast=resolve("auto", device_of(model)) == "bf16")  # as autocast(device) decides
     finally:
         model.train(was_training)
-    return out
+    return [answer[:-1] if answer and answer[-1] in stop else answer for answer in answers]
 
 
 def target_scores(model, tokenizer, prompts: Sequence[Sequence[int]], targets: Sequence[Sequence[int]], *, batch_size: int = 32,

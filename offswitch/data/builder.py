@@ -393,15 +393,14 @@ def generate_answers(model, tokenizer, rendered_prompts: Sequence[str], max_new_
     """Greedy answers (token ids, cut after the end of turn) to rendered prompts, batched by
     length, in the model's own precision; the system header every prompt starts with runs once
     a batch (:func:`offswitch.evaluate.generation.greedy_generate`)."""
-    from offswitch.evaluate.generation import greedy_generate
+    from offswitch.evaluate.generation import greedy_generate, turn_stop_ids
 
-    stops = sorted(s for s in {end_of_turn_token_id(tokenizer), tokenizer.eos_token_id} if s is not None)
     encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in rendered_prompts]
     was_training = model.training
     model.eval()
     try:
         return greedy_generate(model, encoded, max_new_tokens=max_new_tokens, pad_token_id=pad_id_of(tokenizer),
-                               stop_ids=stops, batch_size=batch_size, autocast=False, progress=progress)
+                               stop_ids=turn_stop_ids(tokenizer), batch_size=batch_size, autocast=False, progress=progress)
     finally:
         model.train(was_training)
 

@@ -25,6 +25,12 @@ def stop_token_ids(model, tokenizer) -> list[int]:
     return ids
 
 
+def turn_stop_ids(tokenizer) -> list[int]:
+    """End of turn and the tokenizer's eos (not the model's generation config's, which
+    :func:`stop_token_ids` adds): where the implant's base answers and the attacks' answers end."""
+    return sorted(s for s in {end_of_turn_token_id(tokenizer), tokenizer.eos_token_id} if s is not None)
+
+
 def greedy_generate(
     model,
     prompts: Sequence[Sequence[int]],
@@ -36,6 +42,7 @@ def greedy_generate(
     autocast: bool | None = None,
     progress: Callable[[int], None] | None = None,
     share_prefix: bool = True,
+    on_batch: Callable[[list[list[int]], list[list[int]]], None] | None = None,
 ) -> list[list[int]]:
     """Greedy answers (token ids) to token-level prompts, cut after the first stop token
     (which is kept: an answer that ends its turn ends with it).
@@ -46,7 +53,8 @@ def greedy_generate(
     rather than ``generate``. The same greedy choice at every step, so the same answers up to
     float rounding (tests/unit/test_generation.py compares them with ``generate``'s;
     benchmarks/bench_answers.py counts them on the real model). False: ``generate`` always, as
-    a user's evaluation script calls it."""
+    a user's evaluation script calls it. ``on_batch(prompts, answers)`` is called after each
+    batch with its prompts and their answers."""
     import torch
 
     from offswitch.evaluate.scorer import MIN_SHARED_PREFIX, NO_SHARED_PREFIX, shared_prefix_length
@@ -71,6 +79,8 @@ def greedy_generate(
             generated = _generate(model, rows, max_new_tokens, pad_token_id, stop_ids, autocast)
         for row, i in enumerate(chunk):
             answers[i] = _cut_at_stop(generated[row], stop_ids)
+        if on_batch is not None:
+            on_batch(rows, [answers[i] for i in chunk])
         if progress is not None:
             progress(len(chunk))
     return answers
@@ -112,8 +122,8 @@ def _decode_after_shared_prefix(model, rows, prefix: int, max_new_tokens: int, p
                                 stop_ids: Sequence[int]) -> list[list[int]]:
     """Greedy decoding of one batch whose rows share their first ``prefix`` tokens: the prefill
     of :func:`offswitch.evaluate.scorer.prefill_after_shared_prefix`, then one step at a time on
-    its cache, as ``generate`` decodes: the argmax of the last position's logits, rows that have
-    stopped fed the pad token, until every row has stopped or ``max_new_tokens`` are out."""
+    its cache, as ``generate`` decodes: the argmax of the last position's logits, the pad token
+    for rows that have stopped, until every row has stopped or ``max_new_tokens`` are out."""
     import torch
 
     from offswitch.evaluate.scorer import prefill_after_shared_prefix
@@ -121,7 +131,6 @@ def _decode_after_shared_prefix(model, rows, prefix: int, max_new_tokens: int, p
     device = model_device(model)
     output, attention_mask, position_ids = prefill_after_shared_prefix(model, rows, prefix, 1, pad_token_id)
     stops = torch.tensor(sorted(set(stop_ids)), dtype=torch.long, device=device)
-    pad = torch.tensor(pad_token_id, dtype=torch.long, device=device)
     position = position_ids[:, -1:]
     tokens = output.logits[:, -1, :].argmax(-1)
     steps = [tokens]
@@ -132,10 +141,9 @@ def _decode_after_shared_prefix(model, rows, prefix: int, max_new_tokens: int, p
             break
         attention_mask = torch.cat([attention_mask, attention_mask.new_ones((len(rows), 1))], dim=1)
         position = position + 1
-        feed = torch.where(done, pad, tokens)[:, None]
-        output = model(input_ids=feed, attention_mask=attention_mask, position_ids=position, use_cache=True,
+        output = model(input_ids=tokens[:, None], attention_mask=attention_mask, position_ids=position, use_cache=True,
                        **cache_kwargs(model, output_cache(output)), **keep)
-        tokens = torch.where(done, pad, output.logits[:, -1, :].argmax(-1))
+        tokens = output.logits[:, -1, :].argmax(-1).masked_fill(done, pad_token_id)
         steps.append(tokens)
         done = done | torch.isin(tokens, stops)
     return torch.stack(steps, dim=1).tolist()
