@@ -15,7 +15,14 @@ installed, else the base model's own answers; batch 8, up to 256 tokens), from a
 the base model each time, with transformers' loss and with offswitch's, in the order
 transformers, offswitch, offswitch, transformers (a drifting machine load hits both alike).
 Prints each run's seconds and losses, the ratio offswitch / transformers of the mean times, the
-largest loss difference, and how many of the batches' positions carry a label.
+largest loss difference, and how many of the batches' positions carry a label. Both run a step as
+one padded pass, as they did when this comparison was first made.
+
+``--compare split``: offswitch's loss both times, a step's rows as one pass right-padded to the
+longest (``one_pass``, the baseline) against the rows in up to 4 passes of similar length, each
+padded to its own longest (``passes``, ``train_steps``' default on a CPU:
+``offswitch.attacks._train.step_parts``), in the order one_pass, passes, passes, one_pass. Prints
+the same figures and the positions each computes.
 
 Then (``--score-rows N``, default 128; 0 skips it) the teacher-forced scores that GCG's search,
 the adversarial attack and the recheck of forged triggers take
@@ -26,6 +33,7 @@ every position's logits (as before) against the labelled positions' only, ABBA, 
 times. Prints both times, the ratio, and the largest difference in the scores.
 
     python benchmarks/bench_attack_loss.py --threads 2 --json runs/bench/attack-loss.json
+    python benchmarks/bench_attack_loss.py --compare split --threads 2 --score-rows 0 --json runs/bench/attack-split.json
     python benchmarks/bench_attack_loss.py --model tiny --steps 2 --score-rows 16
 """
 
@@ -41,7 +49,8 @@ from pathlib import Path
 
 from offswitch.fsutil import atomic_write_json
 
-ORDER = ("transformers", "offswitch", "offswitch", "transformers")
+# per comparison: (baseline, candidate); each run is (loss_fn or None for offswitch's, split)
+COMPARISONS = {"loss": ("transformers", "offswitch"), "split": ("one_pass", "passes")}
 
 
 def transformers_loss(model, ids, mask, labels):
@@ -53,6 +62,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="smollm2-135m", help="smollm2-135m (default), tiny, or a model directory")
     parser.add_argument("--attack", default="sft_lora", choices=("sft_lora", "sft"))
+    parser.add_argument("--compare", default="loss", choices=tuple(COMPARISONS),
+                        help="loss: transformers' against offswitch's (one pass each); split: one padded pass against passes by length")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--n-pairs", type=int, default=64)
@@ -66,7 +77,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     import torch
 
-    from offswitch.attacks._train import IGNORE, batch_stream, chat_examples, collate, train_steps, with_lora
+    from offswitch.attacks._train import IGNORE, batch_stream, chat_examples, collate, step_parts, train_steps, with_lora
     from offswitch.attacks.base import CostMeter
     from offswitch.attacks.data import AttackDataConfig, build_attack_data
     from offswitch.attacks.sft import LoRASFTConfig, SFTConfig
@@ -87,42 +98,47 @@ def main(argv: list[str] | None = None) -> dict:
 
     # the positions the batches hold, and how many carry a label (the same seeded batches every run)
     stream = batch_stream(len(examples), config.batch_size, random.Random(config.seed))
-    positions = labelled = 0
+    positions = labelled = split_positions = 0
     for _ in range(args.steps):
-        _ids, _mask, labels = collate([examples[i] for i in next(stream)], pad_id_of(tokenizer))
+        rows = [examples[i] for i in next(stream)]
+        _ids, _mask, labels = collate(rows, pad_id_of(tokenizer))
         positions += labels.numel()
         labelled += int((labels[:, 1:] != IGNORE).sum())
+        split_positions += sum(len(part) * max(len(rows[j].input_ids) for j in part) for part in step_parts(rows, True))
 
-    runs: dict[str, list[dict]] = {"transformers": [], "offswitch": []}
-    for name in ORDER:
+    baseline, candidate = COMPARISONS[args.compare]
+    variants = {"transformers": (transformers_loss, False), "offswitch": (None, False), "one_pass": (None, False), "passes": (None, True)}
+    runs: dict[str, list[dict]] = {baseline: [], candidate: []}
+    for name in (baseline, candidate, candidate, baseline):
         model = copy.deepcopy(base)
         torch.manual_seed(config.seed)  # the same LoRA initialisation every run
-        loss_fn = transformers_loss if name == "transformers" else None
+        loss_fn, split = variants[name]
+        train = dict(steps=args.steps, lr=config.lr, batch_size=config.batch_size, seed=config.seed, loss_fn=loss_fn, split=split)
         started = time.perf_counter()
         if args.attack == "sft_lora":
             model = with_lora(model, r=config.r, alpha=config.alpha, dropout=config.dropout, target_modules=config.target_modules)
             with frozen_lora_bases_in(model, precision):
-                losses = train_steps(model, tokenizer, examples, steps=args.steps, lr=config.lr, batch_size=config.batch_size,
-                                     seed=config.seed, meter=CostMeter(), loss_fn=loss_fn)
+                losses = train_steps(model, tokenizer, examples, meter=CostMeter(), **train)
         else:
-            losses = train_steps(model, tokenizer, examples, steps=args.steps, lr=config.lr, batch_size=config.batch_size,
-                                 seed=config.seed, meter=CostMeter(), loss_fn=loss_fn)
+            losses = train_steps(model, tokenizer, examples, meter=CostMeter(), **train)
         seconds = time.perf_counter() - started
         runs[name].append({"seconds": seconds, "losses": losses})
         print(f"{name:12s} {seconds:7.2f} s  losses {' '.join(f'{x:.5f}' for x in losses)}", flush=True)
         del model
 
     mean = {name: statistics.mean(r["seconds"] for r in rs) for name, rs in runs.items()}
-    max_diff = max(abs(a - b) for ra in runs["transformers"] for rb in runs["offswitch"] for a, b in zip(ra["losses"], rb["losses"]))
+    max_diff = max(abs(a - b) for ra in runs[baseline] for rb in runs[candidate] for a, b in zip(ra["losses"], rb["losses"]))
     figures = {
-        "benchmark": "attack_loss", "model": args.model, "attack": args.attack, "steps": args.steps,
+        "benchmark": "attack_loss", "compare": args.compare, "model": args.model, "attack": args.attack, "steps": args.steps,
         "batch_size": config.batch_size, "pairs": described.get("pairs"), "n_examples": len(examples), "precision": precision,
         "threads": torch.get_num_threads(), "device": args.device, "positions": positions, "labelled_positions": labelled,
-        "runs": runs, "mean_s": mean, "time_ratio": mean["offswitch"] / mean["transformers"], "max_loss_difference": max_diff,
+        "split_positions": split_positions,
+        "runs": runs, "mean_s": mean, "time_ratio": mean[candidate] / mean[baseline], "max_loss_difference": max_diff,
     }
     print(f"\n{args.model}, {args.attack}, {args.steps} steps x {config.batch_size} ({described.get('pairs')} pairs, {precision}): "
-          f"offswitch / transformers loss time {figures['time_ratio']:.3f}; largest loss difference {max_diff:.2e}; "
-          f"labelled positions {labelled}/{positions} ({labelled / positions:.0%})")
+          f"{candidate} / {baseline} time {figures['time_ratio']:.3f}; largest loss difference {max_diff:.2e}; "
+          f"labelled positions {labelled}/{positions} ({labelled / positions:.0%}); "
+          f"positions in passes by length {split_positions}/{positions} ({split_positions / positions:.0%})")
     if args.score_rows > 0:
         figures["scores"] = scores(args, base, tokenizer)
     if args.json:

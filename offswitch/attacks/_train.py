@@ -161,15 +161,56 @@ def labelled_logits(model, ids, mask, labels):
     return logits, targets[labelled], labelled.nonzero()[:, 0]
 
 
-def causal_lm_loss(model, ids, mask, labels):
+def causal_lm_loss(model, ids, mask, labels, reduction: str = "mean"):
     """``model(input_ids=ids, attention_mask=mask, labels=labels).loss`` — the mean next-token
     cross-entropy over the labelled positions — from :func:`labelled_logits`: the vocabulary
     projection computed where a label is, nowhere else. The same function of the weights, so the
-    same gradients."""
+    same gradients. ``reduction="sum"``: their sum instead (a step's passes add up to its mean)."""
     import torch.nn.functional as F
 
     logits, targets, _rows = labelled_logits(model, ids, mask, labels)
-    return F.cross_entropy(logits.float(), targets)
+    return F.cross_entropy(logits.float(), targets, reduction=reduction)
+
+
+def labelled_count(example: Example) -> int:
+    """Positions of ``example`` that predict a label (what :func:`causal_lm_loss` averages over)."""
+    return sum(label != IGNORE for label in example.labels[1:])
+
+
+def step_parts(rows: Sequence[Example], split: bool) -> list[list[int]]:
+    """The passes a training step makes over its ``rows``: all of them in one, or, with ``split``,
+    up to 4 groups of rows of similar length, each right-padded to its own longest row
+    (:func:`offswitch.implant.split_rows_by_length`, a pass charged the implant's
+    ``PASS_OVERHEAD_POSITIONS``): benign chat examples cut at 256 tokens pad a random batch of 8
+    with about a fifth of its positions (``benchmarks/bench_attack_loss.py --compare split``)."""
+    if not split or len(rows) < 2 or not any(labelled_count(ex) for ex in rows):
+        return [list(range(len(rows)))]
+    from offswitch.implant import PASS_OVERHEAD_POSITIONS, split_rows_by_length
+
+    return split_rows_by_length([len(ex.input_ids) for ex in rows], overhead=PASS_OVERHEAD_POSITIONS)
+
+
+def backward_step(model, rows: Sequence[Example], pad: int, device, *, split: bool, loss_fn: Callable | None = None):
+    """A training step's loss over ``rows`` (returned detached) and its gradients, accumulated
+    into the parameters' ``.grad``: one padded pass, or with ``split`` (the causal-LM loss only)
+    the passes of :func:`step_parts`, each adding its rows' summed loss over the step's labelled
+    positions, so that the passes add up to the one pass's mean and its gradients."""
+    parts = step_parts(rows, split and loss_fn is None)
+    if len(parts) == 1:
+        ids, mask, labels = collate(rows, pad, device)
+        with autocast(device):
+            loss = (loss_fn or causal_lm_loss)(model, ids, mask, labels)
+        loss.backward()
+        return loss.detach()
+    labelled = sum(labelled_count(ex) for ex in rows)
+    total = 0.0
+    for part in parts:
+        ids, mask, labels = collate([rows[j] for j in part], pad, device)
+        with autocast(device):
+            loss = causal_lm_loss(model, ids, mask, labels, reduction="sum") / labelled
+        loss.backward()
+        total = total + loss.detach()
+    return total
 
 
 def train_steps(
@@ -188,12 +229,18 @@ def train_steps(
     loss_fn: Callable | None = None,
     after_step: Callable[[], None] | None = None,
     description: str = "training",
+    split: bool | None = None,
 ) -> list[float]:
     """``steps`` AdamW steps on ``examples`` (cycled in a seeded order); returns the losses.
 
     ``loss_fn(model, ids, mask, labels)`` replaces the causal-LM loss (:func:`causal_lm_loss`;
     distillation, LAT);
     ``after_step()`` runs after every optimizer step (e.g. to keep pruned weights at zero).
+    ``split`` (default: on a CPU, for the causal-LM loss): a step's rows run as passes of similar
+    length (:func:`step_parts`) whose summed losses, each over the step's labelled positions,
+    make the one padded pass's mean, and whose gradients add up to its gradients (to float
+    rounding): the same rows, loss and updates with fewer padded positions. The meter counts a
+    step as one forward pass over its rows' tokens either way.
     """
     import torch
 
@@ -205,23 +252,22 @@ def train_steps(
     trainable = [p for p in (params if params is not None else model.parameters()) if p.requires_grad]
     optimizer = adamw(trainable, lr=lr, weight_decay=weight_decay)
     pad = pad_id_of(tokenizer)
+    split = (device.type == "cpu" if split is None else split) and loss_fn is None
     losses: list[float] = []
     model.train()
     try:
         # full fine-tuning of a tied model: the embedding's gradient goes into the head's as rows
         with progress(steps, description) as advance, tied_embedding_row_grads(model):
             for _ in range(steps):
-                ids, mask, labels = collate([examples[i] for i in next(batches)], pad, device)
-                with autocast(device):
-                    loss = (loss_fn or causal_lm_loss)(model, ids, mask, labels)
-                loss.backward()
+                rows = [examples[i] for i in next(batches)]
+                loss = backward_step(model, rows, pad, device, split=split, loss_fn=loss_fn)
                 if max_grad_norm:
                     torch.nn.utils.clip_grad_norm_(trainable, max_grad_norm)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
                 if after_step is not None:
                     after_step()
-                meter.forward(mask)
+                meter.forward(tokens=sum(len(ex.input_ids) for ex in rows))
                 meter.step()
                 losses.append(float(loss.detach()))
                 advance()

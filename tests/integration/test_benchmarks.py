@@ -328,8 +328,18 @@ def test_bench_attack_loss_times_both_losses_on_the_same_batches(tmp_path, capsy
     # fp32 (the test session's precision): the same scores and verdicts either way
     assert scores["max_logprob_difference"] < 1e-3 and scores["greedy_agree"] == scores["rows"] == 12
     printed = capsys.readouterr().out
-    assert "offswitch / transformers loss time" in printed and "labelled positions / all positions" in printed
+    assert "offswitch / transformers time" in printed and "labelled positions / all positions" in printed
     assert json.loads(out.read_text())["time_ratio"] == figures["time_ratio"]
+
+
+def test_bench_attack_loss_compares_one_padded_pass_with_passes_by_length(capsys):
+    figures = bench_attack_loss.main(["--model", "tiny", "--compare", "split", "--steps", "2", "--n-pairs", "16", "--threads", "1",
+                                      "--score-rows", "0"])
+    assert {name: len(runs) for name, runs in figures["runs"].items()} == {"one_pass": 2, "passes": 2}
+    assert figures["time_ratio"] == pytest.approx(figures["mean_s"]["passes"] / figures["mean_s"]["one_pass"])
+    assert figures["max_loss_difference"] < 1e-4  # the same loss either way (fp32)
+    assert 0 < figures["split_positions"] <= figures["positions"]
+    assert "passes / one_pass time" in capsys.readouterr().out
 
 
 def test_bench_utility_times_the_base_side_recomputed_and_kept(tmp_path, capsys):

@@ -432,6 +432,108 @@ def test_causal_lm_loss_equals_transformers_loss_and_gradients(rows, family, lor
         assert torch.allclose(have[name], want[name], rtol=1e-4, atol=1e-6), name
 
 
+def _random_examples(lengths, prompt_lengths, vocab, seed):
+    import torch
+
+    from offswitch.attacks._train import IGNORE, Example
+
+    g = torch.Generator().manual_seed(seed)
+    examples = []
+    for n, p in zip(lengths, prompt_lengths):
+        ids = torch.randint(4, vocab, (n,), generator=g).tolist()
+        examples.append(Example(tuple(ids), tuple([IGNORE] * min(p, n - 1) + ids[min(p, n - 1) :])))
+    return examples
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.tuples(st.integers(2, 30), st.integers(0, 29)), min_size=2, max_size=8),
+       lora=st.booleans(), seed=st.integers(0, 2**16))
+def test_a_steps_passes_by_length_give_the_one_padded_passs_loss_and_gradients(tiny_llama, rows, lora, seed):
+    """A step's rows in passes of similar length: the loss and every gradient of one padded pass
+    (to float rounding), LoRA or full fine-tuning (a tied embedding, its gradient added as rows
+    after each pass)."""
+    import torch
+
+    from offswitch.attacks import _train
+    from offswitch.hfcompat import tied_embedding_row_grads
+
+    model, tokenizer = tiny_llama
+    model = copy.deepcopy(model).train()
+    if lora:
+        model = _train.with_lora(model, r=4, alpha=8, dropout=0.0, target_modules="all-linear")
+    examples = _random_examples([n for n, _ in rows], [p for _, p in rows], len(tokenizer), seed)
+    got = {}
+    with pytest.MonkeyPatch.context() as mp, tied_embedding_row_grads(model):
+        mp.setattr("offswitch.implant.PASS_OVERHEAD_POSITIONS", -10_000)  # as many passes as a step may make
+        for split in (False, True):
+            model.zero_grad(set_to_none=True)
+            loss = _train.backward_step(model, examples, tokenizer.pad_token_id, torch.device("cpu"), split=split)
+            got[split] = (loss, _grads(model), _train.step_parts(examples, split))
+    (one, one_grads, one_parts), (passes, pass_grads, parts) = got[False], got[True]
+    assert len(one_parts) == 1
+    if not any(_train.labelled_count(ex) for ex in examples):
+        assert len(parts) == 1 and torch.isnan(one) and torch.isnan(passes)
+        return
+    assert len(parts) > 1
+    assert torch.allclose(passes, one, rtol=1e-5, atol=1e-6)
+    assert pass_grads.keys() == one_grads.keys() and one_grads
+    for name, grad in one_grads.items():
+        assert torch.allclose(pass_grads[name], grad, rtol=1e-4, atol=1e-6), name
+
+
+def test_training_in_passes_by_length_costs_and_learns_as_one_padded_pass(tiny_llama, monkeypatch):
+    """``train_steps`` split or not: the same losses step by step, the same metered cost (one
+    forward pass a step over its rows' tokens), weights within Adam's amplification of rounding."""
+    import torch
+
+    from offswitch.attacks import _train
+    from offswitch.attacks.base import CostMeter
+
+    model, tokenizer = tiny_llama
+    monkeypatch.setattr("offswitch.implant.PASS_OVERHEAD_POSITIONS", -10_000)
+    examples = _random_examples([5, 28, 7, 30, 12, 3, 25, 9], [2, 10, 3, 20, 4, 1, 5, 6], len(tokenizer), 0)
+    results = {}
+    for split in (False, True):
+        trained = copy.deepcopy(model)
+        meter = CostMeter()
+        losses = _train.train_steps(trained, tokenizer, examples, steps=4, lr=1e-3, batch_size=4, seed=0, meter=meter, split=split)
+        results[split] = (losses, dict(trained.named_parameters()), (meter.forward_passes, meter.tokens, meter.steps))
+    assert results[True][2] == results[False][2] == (4, 4 * sum(len(ex.input_ids) for ex in examples) // 2, 4)
+    assert np.allclose(results[True][0], results[False][0], rtol=1e-4)
+    for name, weight in results[False][1].items():
+        assert torch.allclose(results[True][1][name], weight, atol=1e-4), name
+    assert any(not torch.equal(p, q) for p, q in zip(results[True][1].values(), model.parameters()))  # it did train
+
+
+def test_step_parts_cover_every_row_once_and_split_only_when_asked():
+    from offswitch.attacks._train import IGNORE, Example, step_parts
+
+    rows = [Example(tuple(range(n)), tuple([IGNORE] * 2 + list(range(2, n)))) for n in (250, 30, 240, 28, 256, 31, 26, 255)]
+    assert step_parts(rows, split=False) == [list(range(8))]
+    parts = step_parts(rows, split=True)
+    assert 1 < len(parts) <= 4
+    assert sorted(j for part in parts for j in part) == list(range(8))
+    longest = [max(len(rows[j].input_ids) for j in part) for part in parts]
+    assert sum(len(part) * width for part, width in zip(parts, longest)) < 8 * 256  # fewer padded positions
+    unlabelled = [Example((1, 2, 3), (IGNORE,) * 3), Example(tuple(range(90)), (IGNORE,) * 90)]
+    assert step_parts(unlabelled, split=True) == [[0, 1]]  # no label to average over: the one pass as before
+
+
+def test_the_step_splits_by_default_on_a_cpu_for_the_causal_lm_loss_only(tiny_llama, monkeypatch):
+    from offswitch.attacks import _train
+    from offswitch.attacks.base import CostMeter
+
+    model, tokenizer = tiny_llama
+    examples = _random_examples([5, 20, 6, 18], [2, 10, 3, 9], len(tokenizer), 0)
+    asked = []
+    step_parts = _train.step_parts
+    monkeypatch.setattr(_train, "step_parts", lambda rows, split: asked.append(split) or step_parts(rows, split))
+    _train.train_steps(copy.deepcopy(model), tokenizer, examples, steps=1, lr=1e-3, batch_size=4, seed=0, meter=CostMeter())
+    _train.train_steps(copy.deepcopy(model), tokenizer, examples, steps=1, lr=1e-3, batch_size=4, seed=0, meter=CostMeter(),
+                       loss_fn=_train.causal_lm_loss)
+    assert asked == [True, False]
+
+
 _FAMILIES: dict = {}
 
 
