@@ -181,8 +181,11 @@ def step_parts(rows: Sequence[Example], split: bool) -> list[list[int]]:
     """The passes a training step makes over its ``rows``: all of them in one, or, with ``split``,
     up to 4 groups of rows of similar length, each right-padded to its own longest row
     (:func:`offswitch.implant.split_rows_by_length`, a pass charged the implant's
-    ``PASS_OVERHEAD_POSITIONS``): benign chat examples cut at 256 tokens pad a random batch of 8
-    with about a fifth of its positions (``benchmarks/bench_attack_loss.py --compare split``)."""
+    ``PASS_OVERHEAD_POSITIONS``). Benign chat examples cut at 256 tokens differ widely in length:
+    a random batch of 8 padded to its longest computed 1.2 times the passes' positions, and the
+    passes were faster in a process that had trained before but slower in a harness cell, the
+    attack's first training in its process (``benchmarks/bench_attack_loss.py --compare split``,
+    ``benchmarks/bench_harness.py``; docs/performance.md, session 27): off by default."""
     if not split or len(rows) < 2 or not any(labelled_count(ex) for ex in rows):
         return [list(range(len(rows)))]
     from offswitch.implant import PASS_OVERHEAD_POSITIONS, split_rows_by_length
@@ -229,15 +232,15 @@ def train_steps(
     loss_fn: Callable | None = None,
     after_step: Callable[[], None] | None = None,
     description: str = "training",
-    split: bool | None = None,
+    split: bool = False,
 ) -> list[float]:
     """``steps`` AdamW steps on ``examples`` (cycled in a seeded order); returns the losses.
 
     ``loss_fn(model, ids, mask, labels)`` replaces the causal-LM loss (:func:`causal_lm_loss`;
     distillation, LAT);
     ``after_step()`` runs after every optimizer step (e.g. to keep pruned weights at zero).
-    ``split`` (default: on a CPU, for the causal-LM loss): a step's rows run as passes of similar
-    length (:func:`step_parts`) whose summed losses, each over the step's labelled positions,
+    ``split`` (off by default, see :func:`step_parts`; the causal-LM loss only): a step's rows run
+    as passes of similar length whose summed losses, each over the step's labelled positions,
     make the one padded pass's mean, and whose gradients add up to its gradients (to float
     rounding): the same rows, loss and updates with fewer padded positions. The meter counts a
     step as one forward pass over its rows' tokens either way.
@@ -252,7 +255,6 @@ def train_steps(
     trainable = [p for p in (params if params is not None else model.parameters()) if p.requires_grad]
     optimizer = adamw(trainable, lr=lr, weight_decay=weight_decay)
     pad = pad_id_of(tokenizer)
-    split = (device.type == "cpu" if split is None else split) and loss_fn is None
     losses: list[float] = []
     model.train()
     try:

@@ -519,7 +519,7 @@ def test_step_parts_cover_every_row_once_and_split_only_when_asked():
     assert step_parts(unlabelled, split=True) == [[0, 1]]  # no label to average over: the one pass as before
 
 
-def test_the_step_splits_by_default_on_a_cpu_for_the_causal_lm_loss_only(tiny_llama, monkeypatch):
+def test_the_step_is_one_pass_by_default_and_splits_the_causal_lm_loss_only(tiny_llama, monkeypatch):
     from offswitch.attacks import _train
     from offswitch.attacks.base import CostMeter
 
@@ -528,10 +528,10 @@ def test_the_step_splits_by_default_on_a_cpu_for_the_causal_lm_loss_only(tiny_ll
     asked = []
     step_parts = _train.step_parts
     monkeypatch.setattr(_train, "step_parts", lambda rows, split: asked.append(split) or step_parts(rows, split))
-    _train.train_steps(copy.deepcopy(model), tokenizer, examples, steps=1, lr=1e-3, batch_size=4, seed=0, meter=CostMeter())
-    _train.train_steps(copy.deepcopy(model), tokenizer, examples, steps=1, lr=1e-3, batch_size=4, seed=0, meter=CostMeter(),
-                       loss_fn=_train.causal_lm_loss)
-    assert asked == [True, False]
+    for kwargs in ({}, {"split": True}, {"split": True, "loss_fn": _train.causal_lm_loss}):
+        _train.train_steps(copy.deepcopy(model), tokenizer, examples, steps=1, lr=1e-3, batch_size=4, seed=0, meter=CostMeter(),
+                           **kwargs)
+    assert asked == [False, True, False]
 
 
 _FAMILIES: dict = {}
