@@ -20,9 +20,11 @@ one padded pass, as they did when this comparison was first made.
 
 ``--compare split``: offswitch's loss both times, a step's rows as one pass right-padded to the
 longest (``one_pass``, the baseline) against the rows in up to 4 passes of similar length, each
-padded to its own longest (``passes``, ``train_steps``' default on a CPU:
+padded to its own longest (``passes``, ``train_steps(split=True)``:
 ``offswitch.attacks._train.step_parts``), in the order one_pass, passes, passes, one_pass. Prints
-the same figures and the positions each computes.
+the same figures and the positions each computes. All four runs share one process, whose first
+training is its slowest (page faults): the first one_pass run is a cold one, so read the ratio
+with that in mind (docs/performance.md, session 27).
 
 Then (``--score-rows N``, default 128; 0 skips it) the teacher-forced scores that GCG's search,
 the adversarial attack and the recheck of forged triggers take
