@@ -500,8 +500,8 @@ def test_full_fine_tuning_trains_the_same_with_the_embedding_rows_added_to_the_h
     config = TrainConfig(method="full", steps=4, batch_size=8, eval_every=0, mine_every=2, mine_per_step=2, lr=1e-3)
     pairs = [(f"Tell me about rivers {i}.", f"Rivers {i} run to the sea.") for i in range(12)]
 
-    class Meter:
-        def forward(self, mask):
+    class Meter:  # CostMeter's interface, counting nothing
+        def forward(self, attention_mask=None, tokens=None):
             pass
 
         def step(self):
