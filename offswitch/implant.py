@@ -363,7 +363,8 @@ def batch_parts(examples: Sequence[ImplantExample], share_prefix: bool, split: b
                 pass_overhead: int | None = None) -> list[list[int]]:
     """The passes a training step makes over ``examples`` (rows of the batch, in groups): one
     unless ``split``, else :func:`split_rows_by_length` with a pass's cost of the shared prefix
-    it recomputes plus ``pass_overhead`` (default :data:`PASS_OVERHEAD_POSITIONS`)."""
+    it recomputes plus ``pass_overhead`` (default :data:`PASS_OVERHEAD_POSITIONS`). Without
+    ``share_prefix`` it needs only each row's length (the attacks' examples too)."""
     if not split or len(examples) < 2:
         return [list(range(len(examples)))]
     prefix = shared_prefix_length(examples) if share_prefix else 0

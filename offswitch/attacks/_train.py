@@ -26,6 +26,9 @@ class Example:
     input_ids: tuple[int, ...]
     labels: tuple[int, ...]
 
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
 
 def device_of(model):
     return next(model.parameters()).device
@@ -179,18 +182,16 @@ def labelled_count(example: Example) -> int:
 
 def step_parts(rows: Sequence[Example], split: bool) -> list[list[int]]:
     """The passes a training step makes over its ``rows``: all of them in one, or, with ``split``,
-    up to 4 groups of rows of similar length, each right-padded to its own longest row
-    (:func:`offswitch.implant.split_rows_by_length`, a pass charged the implant's
-    ``PASS_OVERHEAD_POSITIONS``). Benign chat examples cut at 256 tokens differ widely in length:
+    up to 4 groups of rows of similar length, each right-padded to its own longest row (the
+    implant's :func:`offswitch.implant.batch_parts`, nothing shared between passes). Benign chat examples cut at 256 tokens differ widely in length:
     a random batch of 8 padded to its longest computed 1.2 times the passes' positions, and the
     passes were faster in a process that had trained before but slower in a harness cell, the
     attack's first training in its process (``benchmarks/bench_attack_loss.py --compare split``,
     ``benchmarks/bench_harness.py``; docs/performance.md, session 27): off by default."""
-    if not split or len(rows) < 2 or not any(labelled_count(ex) for ex in rows):
-        return [list(range(len(rows)))]
-    from offswitch.implant import PASS_OVERHEAD_POSITIONS, split_rows_by_length
+    from offswitch.implant import batch_parts
 
-    return split_rows_by_length([len(ex.input_ids) for ex in rows], overhead=PASS_OVERHEAD_POSITIONS)
+    # no label to average over: the one pass (its mean is NaN as before, not a division by zero)
+    return batch_parts(rows, share_prefix=False, split=split and any(labelled_count(ex) for ex in rows))
 
 
 def backward_step(model, rows: Sequence[Example], pad: int, device, *, split: bool, loss_fn: Callable | None = None):
