@@ -26,6 +26,14 @@ the same figures and the positions each computes. All four runs share one proces
 training is its slowest (page faults): the first one_pass run is a cold one, so read the ratio
 with that in mind (docs/performance.md, session 27).
 
+``--fresh`` runs each of them in a process of its own instead (``--rounds`` times, ABBA), which
+trains twice: its first training, as a harness cell's attack is the first training of its
+process, then the same again, as the later steps of a long cell run; ``--keep-freed`` adds each
+method with glibc keeping the memory it frees (``bench_allocator.py``'s "kept":
+``mallopt(M_MMAP_MAX, 0)`` and a 1 GiB trim threshold, set before anything is allocated). Prints
+every process's two trainings, its minor page faults and peak memory, and each method's ratio to
+the baseline's for the first and the second training.
+
 Then (``--score-rows N``, default 128; 0 skips it) the teacher-forced scores that GCG's search,
 the adversarial attack and the recheck of forged triggers take
 (``offswitch.attacks._train.target_scores``: each target's summed log-probability and whether
@@ -36,6 +44,7 @@ times. Prints both times, the ratio, and the largest difference in the scores.
 
     python benchmarks/bench_attack_loss.py --threads 2 --json runs/bench/attack-loss.json
     python benchmarks/bench_attack_loss.py --compare split --threads 2 --score-rows 0 --json runs/bench/attack-split.json
+    python benchmarks/bench_attack_loss.py --compare split --fresh --keep-freed --threads 2 --score-rows 0 --json runs/bench/attack-split-fresh.json
     python benchmarks/bench_attack_loss.py --model tiny --steps 2 --score-rows 16
 """
 
@@ -43,21 +52,29 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import random
 import statistics
 import sys
 import time
 from pathlib import Path
 
+from processes import child_json
+
 from offswitch.fsutil import atomic_write_json
 
-# per comparison: (baseline, candidate); each run is (loss_fn or None for offswitch's, split)
+# per comparison: (baseline, candidate)
 COMPARISONS = {"loss": ("transformers", "offswitch"), "split": ("one_pass", "passes")}
+MARK = "BENCH_ATTACK_LOSS_RESULT "
 
 
 def transformers_loss(model, ids, mask, labels):
     """The loss as the Transformers docs compute it: every position's logits."""
     return model(input_ids=ids, attention_mask=mask, labels=labels).loss
+
+
+# each method: (its loss, None for offswitch's; whether a step's rows run in passes by length)
+VARIANTS = {"transformers": (transformers_loss, False), "offswitch": (None, False), "one_pass": (None, False), "passes": (None, True)}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -71,32 +88,29 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--n-pairs", type=int, default=64)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    parser.add_argument("--fresh", action="store_true",
+                        help="each run in a process of its own that trains twice: its first training (a harness cell's) and a second")
+    parser.add_argument("--keep-freed", action="store_true",
+                        help="with --fresh: also each method with glibc keeping freed memory (bench_allocator.py's 'kept')")
+    parser.add_argument("--rounds", type=int, default=1, help="with --fresh: rounds of the runs in ABBA order (default 1)")
     parser.add_argument("--score-rows", type=int, default=128, help="rows of the teacher-forced scoring comparison (0: skip)")
     parser.add_argument("--score-batch", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3, help="repeats of the scoring comparison")
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="write the figures as JSON to PATH")
     args = parser.parse_args(argv)
+    if args.keep_freed and not args.fresh:
+        parser.error("--keep-freed needs --fresh (glibc's setting holds for a whole process)")
 
+    if args.child:
+        print(MARK + json.dumps(child(args)), flush=True)
+        return {}
     import torch
 
-    from offswitch.attacks._train import IGNORE, batch_stream, chat_examples, collate, step_parts, train_steps, with_lora
-    from offswitch.attacks.base import CostMeter
-    from offswitch.attacks.data import AttackDataConfig, build_attack_data
-    from offswitch.attacks.sft import LoRASFTConfig, SFTConfig
-    from offswitch.precision import frozen_lora_bases_in, resolve
+    from offswitch.attacks._train import IGNORE, batch_stream, collate, step_parts
     from offswitch.prompting import pad_id_of
 
-    sys.path.insert(0, str(Path(__file__).parent))
-    from bench_implant import load_bench_model
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    base, tokenizer = load_bench_model(args.model, device=args.device)
-    data, described = build_attack_data(AttackDataConfig(n_pairs=args.n_pairs, answer_tokens=48, n_prompts=args.n_pairs),
-                                        needs={"instruction_pairs"}, base=(base, tokenizer))
-    config = (LoRASFTConfig if args.attack == "sft_lora" else SFTConfig)(batch_size=args.batch_size)
-    examples = chat_examples(tokenizer, data.instruction_pairs, max_len=config.max_len)
-    precision = resolve("auto", torch.device(args.device))
+    base, tokenizer, described, config, examples, precision = setup(args)
 
     # the positions the batches hold, and how many carry a label (the same seeded batches every run)
     stream = batch_stream(len(examples), config.batch_size, random.Random(config.seed))
@@ -109,43 +123,129 @@ def main(argv: list[str] | None = None) -> dict:
         split_positions += sum(len(part) * max(len(rows[j].input_ids) for j in part) for part in step_parts(rows, True))
 
     baseline, candidate = COMPARISONS[args.compare]
-    variants = {"transformers": (transformers_loss, False), "offswitch": (None, False), "one_pass": (None, False), "passes": (None, True)}
-    runs: dict[str, list[dict]] = {baseline: [], candidate: []}
-    for name in (baseline, candidate, candidate, baseline):
-        model = copy.deepcopy(base)
-        torch.manual_seed(config.seed)  # the same LoRA initialisation every run
-        loss_fn, split = variants[name]
-        train = dict(steps=args.steps, lr=config.lr, batch_size=config.batch_size, seed=config.seed, loss_fn=loss_fn, split=split)
-        started = time.perf_counter()
-        if args.attack == "sft_lora":
-            model = with_lora(model, r=config.r, alpha=config.alpha, dropout=config.dropout, target_modules=config.target_modules)
-            with frozen_lora_bases_in(model, precision):
-                losses = train_steps(model, tokenizer, examples, meter=CostMeter(), **train)
-        else:
-            losses = train_steps(model, tokenizer, examples, meter=CostMeter(), **train)
-        seconds = time.perf_counter() - started
-        runs[name].append({"seconds": seconds, "losses": losses})
-        print(f"{name:12s} {seconds:7.2f} s  losses {' '.join(f'{x:.5f}' for x in losses)}", flush=True)
-        del model
+    methods = [baseline, candidate] + ([f"{baseline}+kept", f"{candidate}+kept"] if args.keep_freed else [])
+    runs: dict[str, list[dict]] = {name: [] for name in methods}
+    if args.fresh:
+        forwarded = [a for a in (argv if argv is not None else sys.argv[1:]) if a not in ("--fresh", "--keep-freed")]
+        for name in [*methods, *methods[::-1]] * args.rounds:
+            result = child_json([sys.executable, __file__, *without_option(forwarded, "--json"), "--child", name], MARK,
+                                what=f"{name} run")
+            runs[name].append(result)
+            print(f"{name:14s} first training {result['seconds']:7.2f} s, second {result['second']['seconds']:7.2f} s; "
+                  f"minor page faults {result['minor_faults']:,} and {result['second']['minor_faults']:,}; "
+                  f"peak RSS {result['peak_rss_mb']:.0f} MiB; glibc keeps freed memory: {result['kept']}", flush=True)
+    else:
+        for name in (baseline, candidate, candidate, baseline):
+            result = train_run(args, name, base, tokenizer, examples, config, precision)
+            runs[name].append(result)
+            print(f"{name:12s} {result['seconds']:7.2f} s  losses {' '.join(f'{x:.5f}' for x in result['losses'])}", flush=True)
 
     mean = {name: statistics.mean(r["seconds"] for r in rs) for name, rs in runs.items()}
-    max_diff = max(abs(a - b) for ra in runs[baseline] for rb in runs[candidate] for a, b in zip(ra["losses"], rb["losses"]))
+    every = [r for rs in runs.values() for r in rs] + [r["second"] for rs in runs.values() for r in rs if "second" in r]
+    max_diff = max(abs(a - b) for r in every for a, b in zip(r["losses"], every[0]["losses"]))
     figures = {
         "benchmark": "attack_loss", "compare": args.compare, "model": args.model, "attack": args.attack, "steps": args.steps,
         "batch_size": config.batch_size, "pairs": described.get("pairs"), "n_examples": len(examples), "precision": precision,
         "threads": torch.get_num_threads(), "device": args.device, "positions": positions, "labelled_positions": labelled,
-        "split_positions": split_positions,
+        "split_positions": split_positions, "fresh": args.fresh,
         "runs": runs, "mean_s": mean, "time_ratio": mean[candidate] / mean[baseline], "max_loss_difference": max_diff,
     }
     print(f"\n{args.model}, {args.attack}, {args.steps} steps x {config.batch_size} ({described.get('pairs')} pairs, {precision}): "
-          f"{candidate} / {baseline} time {figures['time_ratio']:.3f}; largest loss difference {max_diff:.2e}; "
-          f"labelled positions {labelled}/{positions} ({labelled / positions:.0%}); "
+          f"{candidate} / {baseline} time {figures['time_ratio']:.3f}{' (first trainings)' if args.fresh else ''}; "
+          f"largest loss difference {max_diff:.2e}; labelled positions {labelled}/{positions} ({labelled / positions:.0%}); "
           f"positions in passes by length {split_positions}/{positions} ({split_positions / positions:.0%})")
+    if args.fresh:
+        second = {name: statistics.mean(r["second"]["seconds"] for r in rs) for name, rs in runs.items()}
+        figures["second_mean_s"] = second
+        figures["ratios"] = {name: {"first": mean[name] / mean[baseline], "second": second[name] / second[baseline]}
+                             for name in methods[1:]}
+        for name, r in figures["ratios"].items():
+            print(f"{name} / {baseline}: first training {r['first']:.3f}, second training {r['second']:.3f}")
     if args.score_rows > 0:
         figures["scores"] = scores(args, base, tokenizer)
     if args.json:
         atomic_write_json(args.json, figures, parents=True)
     return figures
+
+
+def without_option(argv: list[str], option: str) -> list[str]:
+    """``argv`` less ``option`` and its value."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == option:
+            skip = True
+        elif not arg.startswith(option + "="):
+            out.append(arg)
+    return out
+
+
+def setup(args):
+    """The base model, the smoke harness's instruction pairs as chat examples, the attack's config
+    and the training precision: what every run starts from."""
+    import torch
+
+    from offswitch.attacks._train import chat_examples
+    from offswitch.attacks.data import AttackDataConfig, build_attack_data
+    from offswitch.attacks.sft import LoRASFTConfig, SFTConfig
+    from offswitch.precision import resolve
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_implant import load_bench_model
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    base, tokenizer = load_bench_model(args.model, device=args.device)
+    data, described = build_attack_data(AttackDataConfig(n_pairs=args.n_pairs, answer_tokens=48, n_prompts=args.n_pairs),
+                                        needs={"instruction_pairs"}, base=(base, tokenizer))
+    config = (LoRASFTConfig if args.attack == "sft_lora" else SFTConfig)(batch_size=args.batch_size)
+    examples = chat_examples(tokenizer, data.instruction_pairs, max_len=config.max_len)
+    return base, tokenizer, described, config, examples, resolve("auto", torch.device(args.device))
+
+
+def train_run(args, name: str, base, tokenizer, examples, config, precision) -> dict:
+    """One training of the attack by the method ``name`` from a fresh copy of ``base``: its seconds,
+    its losses, and the minor page faults the process took meanwhile."""
+    import resource
+
+    import torch
+
+    from offswitch.attacks._train import train_steps, with_lora
+    from offswitch.attacks.base import CostMeter
+    from offswitch.precision import frozen_lora_bases_in
+
+    loss_fn, split = VARIANTS[name.removesuffix("+kept")]
+    model = copy.deepcopy(base)
+    torch.manual_seed(config.seed)  # the same LoRA initialisation every run
+    train = dict(steps=args.steps, lr=config.lr, batch_size=config.batch_size, seed=config.seed, loss_fn=loss_fn, split=split)
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    started = time.perf_counter()
+    if args.attack == "sft_lora":
+        model = with_lora(model, r=config.r, alpha=config.alpha, dropout=config.dropout, target_modules=config.target_modules)
+        with frozen_lora_bases_in(model, precision):
+            losses = train_steps(model, tokenizer, examples, meter=CostMeter(), **train)
+    else:
+        losses = train_steps(model, tokenizer, examples, meter=CostMeter(), **train)
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "losses": losses, "minor_faults": resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults}
+
+
+def child(args) -> dict:
+    """One fresh process (``--fresh``): glibc's setting for a "+kept" run, then the run's method
+    trained twice, the first (as a harness cell's attack, the first training of its process) and
+    the same again; the second's figures under "second", and the process's peak memory."""
+    import resource
+
+    kept = False
+    if args.child.endswith("+kept"):
+        from bench_allocator import keep_freed_memory
+
+        kept = keep_freed_memory()
+    base, tokenizer, _described, config, examples, precision = setup(args)
+    first = train_run(args, args.child, base, tokenizer, examples, config, precision)
+    second = train_run(args, args.child, base, tokenizer, examples, config, precision)
+    return first | {"second": second, "kept": kept, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
 def full_logit_scores(model, tokenizer, prompts, targets, batch_size: int):

@@ -342,6 +342,33 @@ def test_bench_attack_loss_compares_one_padded_pass_with_passes_by_length(capsys
     assert "passes / one_pass time" in capsys.readouterr().out
 
 
+def test_bench_attack_loss_fresh_runs_train_twice_in_processes_of_their_own(tmp_path, capsys):
+    out = tmp_path / "split.json"
+    figures = bench_attack_loss.main(["--model", "tiny", "--compare", "split", "--steps", "2", "--n-pairs", "16", "--threads", "1",
+                                      "--score-rows", "0", "--fresh", "--keep-freed", "--json", str(out)])
+    methods = ["one_pass", "passes", "one_pass+kept", "passes+kept"]
+    assert {name: len(runs) for name, runs in figures["runs"].items()} == dict.fromkeys(methods, 2)  # ABBA over the four
+    glibc = bench_allocator.glibc() is not None
+    for name, runs in figures["runs"].items():
+        for run in runs:
+            assert run["kept"] is (glibc and name.endswith("+kept"))
+            assert _finite_positive(run["seconds"]) and _finite_positive(run["second"]["seconds"]) and run["peak_rss_mb"] > 0
+            assert len(run["losses"]) == len(run["second"]["losses"]) == 2
+    # every method, first or second training, in any process: the same losses (fp32)
+    assert figures["max_loss_difference"] < 1e-4
+    assert set(figures["ratios"]) == set(methods[1:])
+    assert figures["ratios"]["passes"]["second"] == pytest.approx(
+        figures["second_mean_s"]["passes"] / figures["second_mean_s"]["one_pass"])
+    printed = capsys.readouterr().out
+    assert "passes+kept / one_pass: first training" in printed
+    assert json.loads(out.read_text())["ratios"] == figures["ratios"]
+
+
+def test_bench_attack_loss_keep_freed_needs_fresh_processes():
+    with pytest.raises(SystemExit):
+        bench_attack_loss.main(["--model", "tiny", "--compare", "split", "--keep-freed"])
+
+
 def test_bench_utility_times_the_base_side_recomputed_and_kept(tmp_path, capsys):
     out = tmp_path / "utility.json"
     figures = bench_utility.main(["--model", "tiny", "--repeats", "1", "--threads", "1", "--json", str(out)])
