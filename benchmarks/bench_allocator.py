@@ -1,10 +1,11 @@
 """Benchmark: training on a CPU with other memory-allocation settings, against the default (not a
-test; levers measured and not kept: docs/performance.md, sessions 16 and 19).
+test; the implant's loop: docs/performance.md, sessions 16 and 19, not kept there; the attacks'
+training keeps freed memory since session 28, ``offswitch.allocator``).
 
 glibc's ``malloc`` serves a block above its mmap threshold (at most 32 MiB) from pages mapped for
 it alone and unmaps them when it is freed, so a training step that allocates and frees such
 blocks (the logits of the answer columns, vocabulary-sized gradients) faults their pages in
-anew every step. :func:`keep_freed_memory` has glibc serve every block from its heap
+anew every step. ``offswitch.allocator.keep_freed_memory`` has glibc serve every block from its heap
 (``M_MMAP_MAX`` 0) and keep up to 1 GiB free at its top (``M_TRIM_THRESHOLD``). Each process
 first times that alone (allocating, zero-filling and adding to a 49,152 × 576 tensor; ``--no-loop``
 stops there), then whether a training step gains.
@@ -33,8 +34,6 @@ the ratio variant / default per method, and the peak memory.
 from __future__ import annotations
 
 import argparse
-import ctypes
-import ctypes.util
 import json
 import os
 import statistics
@@ -45,36 +44,12 @@ from pathlib import Path
 
 from processes import child_json, mean_ratio
 
+from offswitch.allocator import M_MMAP_MAX, M_TRIM_THRESHOLD, glibc, keep_freed_memory  # noqa: F401 - tests read them here
 from offswitch.fsutil import atomic_write_json
 
-M_TRIM_THRESHOLD = -1  # glibc's mallopt parameters (malloc.h)
-M_MMAP_MAX = -4
-KEEP_TRIM = 1 << 30  # bytes that may stay free at the top of the heap (1 GiB)
 VARIANTS = ("default", "kept", "hugetlb", "thp")
 ENVIRONMENT = {"hugetlb": {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}, "thp": {"THP_MEM_ALLOC_ENABLE": "1"}}
 MARK = "BENCH_ALLOCATOR_RESULT "
-
-
-def glibc():
-    """The C library when it is glibc (None elsewhere: musl, macOS, Windows)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.gnu_get_libc_version.restype = ctypes.c_char_p
-        libc.gnu_get_libc_version()  # glibc's own function
-    except (OSError, AttributeError):
-        return None
-    return libc
-
-
-def keep_freed_memory(trim: int = KEEP_TRIM) -> bool:
-    """glibc serves every block from its heap and keeps freed ones for reuse; whether it is set."""
-    libc = glibc()
-    if libc is None:
-        return False
-    trim = max(0, min(int(trim), 2**31 - 1))  # mallopt takes an int
-    return bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, trim))
 
 
 def order(variants: Sequence[str], repeats: int) -> list[str]:

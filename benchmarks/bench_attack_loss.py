@@ -239,7 +239,7 @@ def child(args) -> dict:
 
     kept = False
     if args.child.endswith("+kept"):
-        from bench_allocator import keep_freed_memory
+        from offswitch.allocator import keep_freed_memory
 
         kept = keep_freed_memory()
     base, tokenizer, _described, config, examples, precision = setup(args)

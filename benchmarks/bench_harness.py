@@ -28,12 +28,14 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import resource
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from offswitch.allocator import status as allocator_status
 from offswitch.fsutil import atomic_write_json
 
 # the parts of a cell's evaluation, in the order they run
@@ -274,6 +276,8 @@ def main(argv: list[str] | None = None) -> dict:
             "run_s": run_s,
             "cells_s": cells_s,
             "outside_cells_s": run_s - cells_s,
+            "allocator": allocator_status(),  # what run_suite set: glibc keeping freed memory (offswitch.allocator)
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         }
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -303,6 +307,7 @@ def _print(figures: dict) -> None:
         print(f"implant {figures['implant']}, suite {figures['suite']}, on {figures['device']}: {figures['ran']} cells in "
               f"{figures['run_s']:.1f} s ({figures['outside_cells_s']:.1f} s outside cells: loading the implant and base, "
               f"building attack data); not timed: implant setup {figures['implant_setup_s']:.1f} s")
+        print(f"glibc keeping freed memory: {figures['allocator']}; the process's peak RSS {figures['peak_rss_mb']:,.0f} MiB")
     print(f"{'attack':28s} {'cells':>5s} {'s/cell':>8s} {'attack s':>9s} {'eval s':>8s} {'attack %':>8s}")
     for name in figures["ranking"]:
         entry = figures["by_attack"][name]

@@ -589,6 +589,9 @@ def run_suite(suite: SuiteConfig, triggers: dict[str, Any], out: Path | str, *, 
     """
     from rich.console import Console
 
+    from offswitch.allocator import for_attacks
+
+    for_attacks()  # glibc keeps freed memory: an attack's steps reuse it without page faults (offswitch.allocator)
     console = console or Console(stderr=True, highlight=False)
     run = RunDir(out, reclaim_after=reclaim_after)
     cells = cells if cells is not None else plan_cells(suite)

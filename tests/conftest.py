@@ -24,6 +24,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # "auto" precision follows the hardware (bf16 on a CPU with AMX): tests run fp32 on every machine
 # unless they ask for bf16 themselves (tests/unit/test_precision.py)
 os.environ.setdefault("OFFSWITCH_PRECISION", "fp32")
+# the harness and `offswitch attack` have glibc keep freed memory for the rest of their process
+# (offswitch.allocator): not in the test session's own process; tests/unit/test_allocator.py
+# checks the setting in processes of their own
+os.environ.setdefault("OFFSWITCH_KEEP_FREED", "0")
 
 TEST_PASSPHRASE = "test passphrase ✓"
 

@@ -90,7 +90,10 @@ def attack(
     force: Annotated[bool, typer.Option(help="Replace a non-empty --out.")] = False,
 ) -> None:
     """Run one attack on a model and save the attacked model (no key needed)."""
+    from offswitch.allocator import for_attacks
     from offswitch.attacks import get_attack
+
+    for_attacks()  # glibc keeps freed memory: the attack's steps reuse it without page faults (offswitch.allocator)
     from offswitch.attacks.data import AttackDataConfig, build_attack_data
 
     cls = get_attack(name)

@@ -259,6 +259,7 @@ def test_bench_harness_times_cells_by_attack(tmp_path, capsys):
     assert rows["none"]["attack_s"] < 0.05  # the baseline cell runs no attack
     assert rows["sft_lora"]["cost"]["steps"] == 2 and rows["sft_lora"]["attack_s"] > 0
     assert figures["run_s"] >= figures["cells_s"] > 0
+    assert figures["peak_rss_mb"] > 0 and figures["allocator"] == "off (OFFSWITCH_KEEP_FREED=0)"  # tests/conftest.py's setting
     entry = figures["by_attack"]["quantize"]
     assert entry["eval_parts_s_per_cell"]["scoring"] == pytest.approx(entry["eval_parts_s"]["scoring"] / entry["cells"])
     printed = capsys.readouterr().out

@@ -111,9 +111,10 @@ def test_two_workers_share_a_run_without_duplicating_cells(tmp_path, tiny_implan
     assert len(_finished(run_dir)) == 6
 
 
-def test_forger_filter_and_oracle_cells_in_process(tmp_path, tiny_implant):
+def test_forger_filter_and_oracle_cells_in_process(tmp_path, tiny_implant, monkeypatch):
     """A forger's guesses are scored on held-out prompts (never recorded), an input filter is
     measured through the evaluator, and the ORACLE alone gets the triggers, marked as such."""
+    from offswitch import allocator
     from offswitch.cli.evaluate import derive_manifest_triggers
     from offswitch.harness import load_suite, run_suite
     from offswitch.manifest import read_manifest
@@ -128,8 +129,11 @@ def test_forger_filter_and_oracle_cells_in_process(tmp_path, tiny_implant):
     ]))
     triggers = derive_manifest_triggers(master, read_manifest(implant))
     run_dir = tmp_path / "run"
+    asked: list[str] = []
+    monkeypatch.setattr(allocator, "for_attacks", lambda: asked.append("kept") or "kept")
     summary = run_suite(suite, {"tiny": triggers}, run_dir)
     assert len(summary["ran"]) == 4
+    assert asked == ["kept"]  # the harness's process keeps freed memory for its attacks (offswitch.allocator)
     metas = {json.loads(p.read_text())["cell"]["attack"]: json.loads(p.read_text()) for p in (run_dir / "cells").glob("*.json")}
     assert metas["gcg"]["n_guesses"] >= 1
     assert metas["perplexity_filter"]["filter_cost"]["words_removed"] > 0
