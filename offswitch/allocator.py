@@ -11,11 +11,12 @@ and keep up to 1 GiB free at its top (``M_TRIM_THRESHOLD``): freed blocks are re
 faults.
 
 Measured (docs/performance.md, session 28) by ``benchmarks/bench_attack_loss.py --fresh
---keep-freed`` and ``benchmarks/bench_harness.py``; not in the implant's loop, whose short
-examples make small blocks and where it did not pay (session 16). So :func:`for_attacks`, which
+--keep-freed`` and ``benchmarks/bench_harness.py``; not set for the implant, in whose loop it
+did not pay (session 16, ``benchmarks/bench_allocator.py``). So :func:`for_attacks`, which
 :func:`offswitch.harness.run_suite` and ``offswitch attack`` call before they build anything,
-sets it where glibc is the C library and ``OFFSWITCH_KEEP_FREED`` is not 0; it costs a few
-percent more peak memory (freed memory stays with the process) and changes no number.
+sets it where glibc is the C library and ``OFFSWITCH_KEEP_FREED`` is not 0. It changes no number;
+freed memory stays with the process (peak memory: the same in a harness run, about 6% more in
+an attack's training alone).
 """
 
 from __future__ import annotations
