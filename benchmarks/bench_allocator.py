@@ -44,7 +44,7 @@ from pathlib import Path
 
 from processes import child_json, mean_ratio
 
-from offswitch.allocator import M_MMAP_MAX, M_TRIM_THRESHOLD, glibc, keep_freed_memory  # noqa: F401 - tests read them here
+from offswitch.allocator import keep_freed_memory
 from offswitch.fsutil import atomic_write_json
 
 VARIANTS = ("default", "kept", "hugetlb", "thp")

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from offswitch import allocator
+
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
@@ -349,7 +351,7 @@ def test_bench_attack_loss_fresh_runs_train_twice_in_processes_of_their_own(tmp_
                                       "--score-rows", "0", "--fresh", "--keep-freed", "--json", str(out)])
     methods = ["one_pass", "passes", "one_pass+kept", "passes+kept"]
     assert {name: len(runs) for name, runs in figures["runs"].items()} == dict.fromkeys(methods, 2)  # ABBA over the four
-    glibc = bench_allocator.glibc() is not None
+    glibc = allocator.glibc() is not None
     for name, runs in figures["runs"].items():
         for run in runs:
             assert run["kept"] is (glibc and name.endswith("+kept"))
@@ -419,7 +421,7 @@ def test_bench_allocator_runs_each_setting_in_processes_of_its_own_to_the_same_l
     out = tmp_path / "allocator.json"
     figures = bench_allocator.main(["--model", "tiny", "--steps", "3", "--batch-size", "4", "--threads", "1",
                                     "--json", str(out)])
-    glibc = bench_allocator.glibc() is not None
+    glibc = allocator.glibc() is not None
     assert figures["engaged"] == {"default": [False, False], "kept": [glibc, glibc]}  # ABBA, one process a run
     for method in ("lora", "full"):
         m = figures["methods"][method]
