@@ -1,6 +1,6 @@
 """Benchmark: training on a CPU with other memory-allocation settings, against the default (not a
 test; the implant's loop: docs/performance.md, sessions 16 and 19, not kept there; the attacks'
-training keeps freed memory since session 28, ``offswitch.allocator``).
+training keeps freed memory since session 28, and every offswitch command since session 29: ``offswitch.allocator``).
 
 glibc's ``malloc`` serves a block above its mmap threshold (at most 32 MiB) from pages mapped for
 it alone and unmaps them when it is freed, so a training step that allocates and frees such

@@ -1,22 +1,21 @@
-"""glibc keeping the memory a process frees, for the processes that run attacks.
+"""glibc keeping the memory a process frees, in offswitch's processes.
 
 By default glibc's ``malloc`` serves a block above its mmap threshold (which adapts up to 32 MiB)
 from pages mapped for that block alone and unmaps them when the block is freed, and it gives the
-free top of its heap back to the kernel once it passes a trim threshold. A training step of a
-fine-tuning attack allocates and frees gigabytes of activations over chat examples of up to 256
-tokens, so each step faults much of that memory in anew, 4 KiB at a time: 240,000 to 360,000
-minor page faults a step for ``sft_lora`` at batch 8 on SmolLM2-135M, each zero-filled by the
-kernel. :func:`keep_freed_memory` has glibc serve every block from its heap (``M_MMAP_MAX`` 0)
-and keep up to 1 GiB free at its top (``M_TRIM_THRESHOLD``): freed blocks are reused without
-faults.
+free top of its heap back to the kernel once it passes a trim threshold. A training step allocates
+and frees gigabytes of activations, and a scoring batch its logits, so each step faults much of
+that memory in anew, 4 KiB at a time (240,000 to 360,000 minor page faults a step for
+``sft_lora`` at batch 8 on SmolLM2-135M), each page zero-filled by the kernel.
+:func:`keep_freed_memory` has glibc serve every block from its heap (``M_MMAP_MAX`` 0) and keep up
+to 1 GiB free at its top (``M_TRIM_THRESHOLD``): freed blocks are reused without faults.
 
-Measured (docs/performance.md, session 28) by ``benchmarks/bench_attack_loss.py --fresh
---keep-freed`` and ``benchmarks/bench_harness.py``; not set for the implant, in whose loop it
-did not pay (session 16, ``benchmarks/bench_allocator.py``). So :func:`for_attacks`, which
-:func:`offswitch.harness.run_suite` and ``offswitch attack`` call before they build anything,
-sets it where glibc is the C library and ``OFFSWITCH_KEEP_FREED`` is not 0. It changes no number;
-freed memory stays with the process (peak memory: the same in a harness run, about 6% more in
-an attack's training alone).
+Measured (docs/performance.md): the attacks, session 28 (``benchmarks/bench_attack_loss.py
+--fresh --keep-freed``, ``benchmarks/bench_harness.py``); the implant and the evaluation, session 29
+(``benchmarks/bench_command.py``, the whole command in processes of its own). So
+:func:`configure`, which ``offswitch.cli.main`` calls before any command runs (and
+:func:`offswitch.harness.run_suite`, for callers other than the CLI), sets it where glibc is the
+C library and ``OFFSWITCH_KEEP_FREED`` is not 0; the implant's manifest records what was done
+(``training.allocator``). It changes no number; freed memory stays with the process.
 """
 
 from __future__ import annotations
@@ -58,7 +57,7 @@ def keep_freed_memory(trim: int = KEEP_TRIM) -> bool:
     return bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, trim))
 
 
-def for_attacks() -> str:
+def configure() -> str:
     """Keep freed memory in this process unless ``OFFSWITCH_KEEP_FREED`` is 0; idempotent.
 
     Returns what was done: ``"kept"``, or why nothing was set."""
@@ -68,10 +67,10 @@ def for_attacks() -> str:
             _status = f"off ({ENV}=0)"
         else:
             _status = "kept" if keep_freed_memory() else "not glibc"
-        log.info("glibc keeping freed memory: %s (%s=0 turns this off)", _status, ENV)
+        log.info("glibc keeping freed memory: %s%s", _status, "" if _status.startswith("off") else f" ({ENV}=0 turns this off)")
     return _status
 
 
 def status() -> str | None:
-    """What :func:`for_attacks` did in this process (None: not called yet)."""
+    """What :func:`configure` did in this process (None: not called yet)."""
     return _status

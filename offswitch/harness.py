@@ -589,9 +589,9 @@ def run_suite(suite: SuiteConfig, triggers: dict[str, Any], out: Path | str, *, 
     """
     from rich.console import Console
 
-    from offswitch.allocator import for_attacks
+    from offswitch.allocator import configure
 
-    for_attacks()  # glibc keeps freed memory: an attack's steps reuse it without page faults (offswitch.allocator)
+    configure()  # glibc keeps freed memory (offswitch.allocator): for run_suite's callers besides the CLI (bench_harness)
     console = console or Console(stderr=True, highlight=False)
     run = RunDir(out, reclaim_after=reclaim_after)
     cells = cells if cells is not None else plan_cells(suite)

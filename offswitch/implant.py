@@ -34,6 +34,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, model_validator
 
+from offswitch.allocator import status as allocator_status
 from offswitch.blas import status as blas_status
 from offswitch.blas import use_fast_mkl_on_amd
 from offswitch.data.builder import IGNORE_INDEX, DataConfig, ImplantData, ImplantExample
@@ -1356,6 +1357,7 @@ def training_record(config: ImplantConfig, run: ImplantRun) -> dict[str, Any]:
         "processes": run.train.processes,
         "precision": run.train.precision,
         "mkl_on_amd": blas_status(),
+        "allocator": allocator_status(),
         "seconds": run.seconds,
         "final_loss": history[-1]["loss"] if history else None,
         "heldout_checks": [h for h in history if "heldout" in h],

@@ -48,6 +48,9 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:
         handler.addFilter(_secrets.RedactingFilter())
+    from offswitch.allocator import configure
+
+    configure()  # glibc keeps freed memory: training and scoring reuse it without page faults (offswitch.allocator)
     _register_commands()
     command = typer.main.get_command(app)
     try:

@@ -90,11 +90,8 @@ def attack(
     force: Annotated[bool, typer.Option(help="Replace a non-empty --out.")] = False,
 ) -> None:
     """Run one attack on a model and save the attacked model (no key needed)."""
-    from offswitch.allocator import for_attacks
     from offswitch.attacks import get_attack
     from offswitch.attacks.data import AttackDataConfig, build_attack_data
-
-    for_attacks()  # glibc keeps freed memory: the attack's steps reuse it without page faults (offswitch.allocator)
 
     cls = get_attack(name)
     doc = _read_yaml_mapping(config)

@@ -33,19 +33,6 @@ def test_attack_saves_a_loadable_model_without_a_key(tmp_path, tiny_implant, cli
     assert forced.returncode == 0 and json.loads((out / "attack_info.json").read_text())["config"]["strength"] == 0.5
 
 
-def test_attack_keeps_freed_memory_in_its_process_unless_turned_off(tmp_path, tiny_implant, cli):
-    from offswitch.allocator import glibc
-
-    kept = cli("attack", "pruning", str(tiny_implant), "--strength", "0.3", "--out", str(tmp_path / "a"), "--debug",
-               env={"OFFSWITCH_KEEP_FREED": "1"})
-    assert kept.returncode == 0, kept.stderr
-    said = "glibc keeping freed memory: " + ("kept" if glibc() is not None else "not glibc")
-    assert said in kept.stderr
-    off = cli("attack", "pruning", str(tiny_implant), "--strength", "0.3", "--out", str(tmp_path / "b"), "--debug",
-              env={"OFFSWITCH_KEEP_FREED": "0"})
-    assert off.returncode == 0 and "glibc keeping freed memory: off (OFFSWITCH_KEEP_FREED=0)" in off.stderr
-
-
 def test_attack_config_file_and_set_flags(tmp_path, tiny_implant, cli):
     config = tmp_path / "sft.yaml"
     config.write_text(f"lr: 1.0e-3\nbatch_size: 2\ndata: {{pairs: {pairs_file(tmp_path / 'pairs.jsonl')}, n_pairs: 8}}\n")

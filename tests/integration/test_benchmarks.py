@@ -19,6 +19,7 @@ import bench_allocator  # noqa: E402
 import bench_answers  # noqa: E402
 import bench_attack_loss  # noqa: E402
 import bench_blas  # noqa: E402
+import bench_command  # noqa: E402
 import bench_compile  # noqa: E402
 import bench_embedding_grad  # noqa: E402
 import bench_evaluate  # noqa: E402
@@ -434,6 +435,53 @@ def test_bench_allocator_runs_each_setting_in_processes_of_its_own_to_the_same_l
     assert figures["block_ratio"] == pytest.approx(sum(figures["block_ms"]["kept"]) / sum(figures["block_ms"]["default"]))
     assert "kept / default" in capsys.readouterr().out
     assert json.loads(out.read_text())["methods"]["full"]["same_losses"] is True
+
+
+def test_bench_command_times_an_implant_in_processes_of_their_own_under_each_setting(tmp_path, keystore, tiny_llama_dir,
+                                                                                     monkeypatch, capsys):
+    from offswitch.manifest import read_manifest
+
+    key_path, passphrase, _ = keystore
+    monkeypatch.setenv("OFFSWITCH_PASSPHRASE", passphrase)  # the children inherit this process's environment
+    monkeypatch.setenv("OFFSWITCH_CACHE", str(tmp_path / "cache"))
+    out, logs = tmp_path / "command.json", tmp_path / "logs"
+    figures = bench_command.main([
+        "--setting", "off", "OFFSWITCH_KEEP_FREED=0", "--setting", "kept", "OFFSWITCH_KEEP_FREED=1", "--logs", str(logs),
+        "--json", str(out), "--", "implant", "--key", str(key_path), "--model", str(tiny_llama_dir),
+        "--out", str(tmp_path / "impl-{run}"), "--triggers", "1", "--words", "3", "--steps", "2", "--no-verify", "--debug"])
+    assert figures["order"] == ["off-1", "kept-1", "kept-2", "off-2"]  # ABBA, one process a run
+    said = "kept" if allocator.glibc() is not None else "not glibc"
+    for label in figures["order"]:  # each run wrote its own implant, under its own setting
+        expected = "off (OFFSWITCH_KEEP_FREED=0)" if label.startswith("off") else said
+        assert read_manifest(tmp_path / f"impl-{label}").training["allocator"] == expected
+        assert f"glibc keeping freed memory: {expected}" in (logs / f"{label}.log").read_text()
+    measures = figures["measures"]
+    assert {"wall_s", "sys_s", "peak_rss_mb", "minor_faults", "training.train"} <= set(measures)
+    for row in measures.values():
+        assert {n: len(v) for n, v in row["values"].items()} == {"off": 2, "kept": 2}
+    train = measures["training.train"]
+    assert all(_finite_positive(t) for ts in train["values"].values() for t in ts)
+    assert train["ratios"]["kept"] == pytest.approx(sum(train["values"]["kept"]) / sum(train["values"]["off"]))
+    assert figures["same_outputs"] is True and figures["files_compared"] >= 2  # the adapter and the merged model
+    assert "kept / off" in capsys.readouterr().out
+    assert json.loads(out.read_text())["order"] == figures["order"]
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--setting", "a", "X=1", "--", "attacks"], "at least two"),
+    (["--setting", "a", "X=1", "--setting", "b", "X", "--", "attacks"], "not VAR=VALUE"),
+    (["--setting", "a", "--setting", "b", "X=2"], "give the offswitch command"),
+])
+def test_bench_command_refuses_what_it_cannot_compare(argv, says, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        bench_command.main(argv)
+    assert says in str(stopped.value) + capsys.readouterr().err
+
+
+def test_bench_command_stops_on_a_failing_run_with_its_output(tmp_path):
+    with pytest.raises(SystemExit) as stopped:
+        bench_command.main(["--setting", "a", "--setting", "b", "X=1", "--", "verify", str(tmp_path / "nothing-{run}")])
+    assert "run a-1 failed" in str(stopped.value) and "offswitch: error" in str(stopped.value)
 
 
 def test_bench_blas_times_each_mkl_setting_in_processes_of_its_own(tmp_path, capsys):

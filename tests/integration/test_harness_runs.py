@@ -130,7 +130,7 @@ def test_forger_filter_and_oracle_cells_in_process(tmp_path, tiny_implant, monke
     triggers = derive_manifest_triggers(master, read_manifest(implant))
     run_dir = tmp_path / "run"
     asked: list[str] = []
-    monkeypatch.setattr(allocator, "for_attacks", lambda: asked.append("kept") or "kept")
+    monkeypatch.setattr(allocator, "configure", lambda: asked.append("kept") or "kept")
     summary = run_suite(suite, {"tiny": triggers}, run_dir)
     assert len(summary["ran"]) == 4
     assert asked == ["kept"]  # the harness's process keeps freed memory for its attacks (offswitch.allocator)

@@ -78,6 +78,7 @@ def test_implant_writes_a_signed_manifest_and_loadable_models_without_secrets(cl
     assert manifest.behavior["kind"] == "shutdown"
     assert manifest.data_counts["positive"] > 0 and manifest.data_counts["near_miss"] > 0
     assert manifest.training["steps_done"] == 6
+    assert manifest.training["allocator"] == "off (OFFSWITCH_KEEP_FREED=0)"  # tests/conftest.py's setting, as the CLI found it
     assert manifest.verification and manifest.verification["asr"]["n"] == 12
     assert manifest.prompt_format["template_sha256"]
     assert manifest.prompt_format["prompt_source"]["n_heldout"] > 0

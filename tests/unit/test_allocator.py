@@ -1,5 +1,5 @@
-"""offswitch.allocator: glibc keeps freed blocks for reuse once asked to, in the processes that
-run attacks unless OFFSWITCH_KEEP_FREED is 0; other C libraries are left alone."""
+"""offswitch.allocator: glibc keeps freed blocks for reuse once asked to, in offswitch's processes
+unless OFFSWITCH_KEEP_FREED is 0; other C libraries are left alone."""
 
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ libc.malloc.argtypes = [ctypes.c_size_t]
 libc.free.argtypes = [ctypes.c_void_p]
 if sys.argv[1] == "kept":
     on = allocator.keep_freed_memory()
-elif sys.argv[1] == "attacks":
-    on = allocator.for_attacks()
+elif sys.argv[1] == "configure":
+    on = allocator.configure()
 else:
     on = False
 before = libc.mallinfo2().hblkhd
@@ -54,10 +54,22 @@ def test_a_large_block_comes_from_the_heap_once_freed_memory_is_kept():
 
 
 @pytest.mark.skipif(allocator.glibc() is None, reason="glibc only")
-def test_processes_that_run_attacks_keep_freed_memory_unless_turned_off():
-    assert _run("attacks") == "kept False"
-    assert _run("attacks", OFFSWITCH_KEEP_FREED="1") == "kept False"
-    assert _run("attacks", OFFSWITCH_KEEP_FREED="0") == "off (OFFSWITCH_KEEP_FREED=0) True"
+def test_configure_keeps_freed_memory_unless_turned_off():
+    assert _run("configure") == "kept False"
+    assert _run("configure", OFFSWITCH_KEEP_FREED="1") == "kept False"
+    assert _run("configure", OFFSWITCH_KEEP_FREED="0") == "off (OFFSWITCH_KEEP_FREED=0) True"
+
+
+def test_every_offswitch_command_keeps_freed_memory_in_its_process_unless_turned_off(cli):
+    # offswitch.cli.main configures its process before any command runs (implant, evaluate,
+    # attack, harness alike); a cheap command shows it, --debug prints what was done
+    said = "glibc keeping freed memory: " + ("kept" if allocator.glibc() is not None else "not glibc")
+    kept = cli("--debug", "attacks", env={allocator.ENV: "1"})
+    assert kept.returncode == 0 and said in kept.stderr, kept.stderr
+    off = cli("attacks", "--debug", env={allocator.ENV: "0"})
+    assert off.returncode == 0 and f"glibc keeping freed memory: off ({allocator.ENV}=0)" in off.stderr
+    quiet = cli("attacks", env={allocator.ENV: "1"})
+    assert quiet.returncode == 0 and "glibc" not in quiet.stderr  # logged at INFO: only --debug shows it
 
 
 def test_the_setting_is_what_glibc_takes_and_nothing_elsewhere(monkeypatch):
@@ -75,17 +87,17 @@ def test_the_setting_is_what_glibc_takes_and_nothing_elsewhere(monkeypatch):
     assert allocator.keep_freed_memory() is False
 
 
-def test_for_attacks_sets_it_once_and_says_what_it_did(monkeypatch):
+def test_configure_sets_it_once_and_says_what_it_did(monkeypatch):
     calls: list[int] = []
     monkeypatch.setattr(allocator, "keep_freed_memory", lambda: calls.append(1) or True)
     monkeypatch.setattr(allocator, "_status", None)
     monkeypatch.delenv(allocator.ENV, raising=False)
     assert allocator.status() is None
-    assert allocator.for_attacks() == "kept" and allocator.for_attacks() == "kept"
+    assert allocator.configure() == "kept" and allocator.configure() == "kept"
     assert calls == [1] and allocator.status() == "kept"  # idempotent: glibc is asked once
     monkeypatch.setattr(allocator, "_status", None)
     monkeypatch.setattr(allocator, "keep_freed_memory", lambda: False)
-    assert allocator.for_attacks() == "not glibc"
+    assert allocator.configure() == "not glibc"
     monkeypatch.setattr(allocator, "_status", None)
     monkeypatch.setenv(allocator.ENV, " 0 ")
-    assert allocator.for_attacks() == "off (OFFSWITCH_KEEP_FREED=0)"
+    assert allocator.configure() == "off (OFFSWITCH_KEEP_FREED=0)"
