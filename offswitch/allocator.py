@@ -11,7 +11,8 @@ to 1 GiB free at its top (``M_TRIM_THRESHOLD``): freed blocks are reused without
 
 Measured (docs/performance.md): the attacks, session 28 (``benchmarks/bench_attack_loss.py
 --fresh --keep-freed``, ``benchmarks/bench_harness.py``); the implant and the evaluation, session 29
-(``benchmarks/bench_command.py``, the whole command in processes of its own). So
+(``benchmarks/bench_command.py``, the whole command in processes of its own: the evaluation 0.97x,
+the implant neutral within the machine's drift, the same peak memory). So
 :func:`configure`, which ``offswitch.cli.main`` calls before any command runs (and
 :func:`offswitch.harness.run_suite`, for callers other than the CLI), sets it where glibc is the
 C library and ``OFFSWITCH_KEEP_FREED`` is not 0; the implant's manifest records what was done
