@@ -42,7 +42,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from processes import child_json, mean_ratio
+from processes import abba, child_json, mean_ratio
 
 from offswitch.allocator import keep_freed_memory
 from offswitch.fsutil import atomic_write_json
@@ -54,8 +54,7 @@ MARK = "BENCH_ALLOCATOR_RESULT "
 
 def order(variants: Sequence[str], repeats: int) -> list[str]:
     """The runs' order: the default, each variant, then the same reversed (ABBA for one)."""
-    forward = ["default", *variants]
-    return [*forward, *forward[::-1]] * repeats
+    return abba(["default", *variants], repeats)
 
 
 def anon_huge_kb() -> int:

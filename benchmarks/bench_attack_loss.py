@@ -59,7 +59,7 @@ import sys
 import time
 from pathlib import Path
 
-from processes import child_json
+from processes import abba, child_json
 
 from offswitch.fsutil import atomic_write_json
 
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> dict:
     runs: dict[str, list[dict]] = {name: [] for name in methods}
     if args.fresh:
         forwarded = [a for a in (argv if argv is not None else sys.argv[1:]) if a not in ("--fresh", "--keep-freed")]
-        for name in [*methods, *methods[::-1]] * args.rounds:
+        for name in abba(methods, args.rounds):
             result = child_json([sys.executable, __file__, *without_option(forwarded, "--json"), "--child", name], MARK,
                                 what=f"{name} run")
             runs[name].append(result)

@@ -30,7 +30,6 @@ trigger (docs/key-handling.md), so the logs are safe to keep.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import subprocess
@@ -39,17 +38,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from processes import mean_ratio
+from processes import abba, mean_ratio
 
 from offswitch.fsutil import atomic_write_json
+from offswitch.models_default import file_sha256
 
 RUN = "{run}"
 MEASURES = ("wall_s", "user_s", "sys_s", "peak_rss_mb", "minor_faults")
-
-
-def order(settings: list[str], rounds: int) -> list[str]:
-    """Each setting, then the same reversed, ``rounds`` times (ABBA for two settings)."""
-    return [*settings, *settings[::-1]] * rounds
 
 
 def parse_setting(words: list[str]) -> tuple[str, dict[str, str]]:
@@ -73,7 +68,7 @@ def hashes(paths: list[Path], patterns: list[str]) -> dict[str, str]:
         for pattern in patterns:
             for file in sorted(root.glob(pattern)):
                 if file.is_file():
-                    found[f"{index}/{file.relative_to(root)}"] = hashlib.sha256(file.read_bytes()).hexdigest()
+                    found[f"{index}/{file.relative_to(root)}"] = file_sha256(file)
     return found
 
 
@@ -159,7 +154,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     runs: list[dict] = []
     counts: dict[str, int] = {}
-    for name in order(list(settings), args.rounds):
+    for name in abba(list(settings), args.rounds):
         counts[name] = counts.get(name, 0) + 1
         result = run_once(command, f"{name}-{counts[name]}", settings[name], args.logs, args.same) | {"setting": name}
         runs.append(result)

@@ -22,6 +22,12 @@ def mean_ratio(numerator: Sequence[float], denominator: Sequence[float]) -> floa
     return statistics.mean(numerator) / below if below > 0 else math.nan
 
 
+def abba(names: Sequence[str], rounds: int) -> list[str]:
+    """``names``, then the same reversed, ``rounds`` times: ABBA for two, so that a drift over the
+    runs falls on every setting alike."""
+    return [*names, *names[::-1]] * rounds
+
+
 def run_child(command: Sequence[str], *, env: Mapping[str, str] | None = None, what: str) -> str:
     """Run ``command`` (output captured) and return its stdout; exit with the end of its stderr,
     naming ``what`` ran, when it fails."""
