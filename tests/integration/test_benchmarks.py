@@ -23,6 +23,7 @@ import bench_command  # noqa: E402
 import bench_compile  # noqa: E402
 import bench_embedding_grad  # noqa: E402
 import bench_evaluate  # noqa: E402
+import bench_floor  # noqa: E402
 import bench_harness  # noqa: E402
 import bench_head_input  # noqa: E402
 import bench_implant  # noqa: E402
@@ -606,3 +607,44 @@ def test_bench_answers_times_generate_and_the_shared_prefix_to_the_same_answers(
     for bad in ("4,x", "4,4", "0"):
         with pytest.raises(SystemExit):
             bench_answers.main(["--model", "tiny", "--batch-sizes", bad])
+
+
+def test_bench_floor_times_an_implants_products_from_its_manifest(tmp_path, keystore, tiny_llama_dir, monkeypatch, capsys, cli):
+    from offswitch.manifest import read_manifest
+
+    key_path, passphrase, _ = keystore
+    monkeypatch.setenv("OFFSWITCH_CACHE", str(tmp_path / "cache"))
+    implant = tmp_path / "impl"
+    done = cli("implant", "--key", str(key_path), "--model", str(tiny_llama_dir), "--out", str(implant), "--triggers", "1",
+                   "--words", "3", "--steps", "3", "--no-verify", env={"OFFSWITCH_PASSPHRASE": passphrase})
+    assert done.returncode == 0, done.stderr
+    training = read_manifest(implant).training
+    out = tmp_path / "floor.json"
+    figures = bench_floor.main(["--implant", str(implant), "--precision", "fp32", "--repeats", "2", "--threads", "1",
+                                "--json", str(out)])
+    steps, rows = training["steps_done"], figures["rows"]
+    assert steps == 3 and rows == 3 * training["config"]["train"]["batch_size"]
+    computed, fewest = figures["floor"]["computed"], figures["floor"]["fewest"]
+    assert computed["positions"] == training["positions_computed"]
+    assert fewest["positions"] == training["tokens_seen"] - (rows - steps) * figures["prefix_tokens"]
+    assert 0 < fewest["positions"] <= computed["positions"]  # the prefix once a step, no padding: never more
+    assert figures["prefix_tokens"] > 0  # the tiny chat template's header
+    for floor in (computed, fewest):
+        assert all(_finite_positive(floor[part]) for part in ("body_s", "lora_s", "head_s"))
+        assert floor["total_s"] == pytest.approx(floor["body_s"] + floor["lora_s"] + floor["head_s"])
+    assert fewest["body_s"] / computed["body_s"] == pytest.approx(fewest["positions"] / computed["positions"])
+    assert figures["body_flops"] == 4 * figures["linear_params"] * computed["positions"]  # LoRA: no weight gradients
+    assert figures["train_s"] == training["seconds"]["train"]
+    assert figures["floor_over_train"] == pytest.approx(computed["total_s"] / training["seconds"]["train"])
+    assert figures["goal_positions"] * computed["total_s"] / computed["positions"] == pytest.approx(180.0)
+    assert len(figures["per_position_s_by_pass"]) >= 1
+    printed = capsys.readouterr().out
+    assert "floor / training" in printed and "goal 180 s" in printed
+    assert json.loads(out.read_text())["floor"]["computed"]["positions"] == computed["positions"]
+
+
+def test_bench_floor_refuses_a_directory_without_the_implants_figures(tmp_path, implant_dir):
+    with pytest.raises(SystemExit, match="cannot read"):
+        bench_floor.main(["--implant", str(tmp_path / "nothing")])
+    with pytest.raises(SystemExit, match="has no positions_computed"):
+        bench_floor.main(["--implant", str(implant_dir)])  # a manifest without training figures
