@@ -813,3 +813,69 @@ def test_a_step_split_into_passes_by_length_trains_the_same(tiny_llama, monkeypa
         assert [h.get(key) for h in fast.history] == [h.get(key) for h in plain.history]
     for (name, p), q in zip(fast.model.named_parameters(), plain.model.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6, msg=name)
+
+
+@settings(max_examples=12, deadline=None)
+@given(answers=st.lists(st.lists(st.integers(5, 60), min_size=1, max_size=6), min_size=2, max_size=5),
+       avoid=st.lists(st.booleans(), min_size=5, max_size=5), kinds=st.lists(st.booleans(), min_size=5, max_size=5),
+       first_weight=st.sampled_from([1.0, 2.5]), share=st.booleans())
+def test_the_loss_from_the_answer_tokens_alone_equals_the_kept_windows(tiny_llama, answers, avoid, kinds, first_weight, share):
+    """answer_loss_sum runs the LM head on the answer tokens alone: its loss (cross-entropy with the
+    first token's weight, unlikelihood, KL to the base) and its gradients equal those computed
+    from the logits of every row's whole kept window, and the head reads one row per answer token."""
+    import dataclasses
+
+    import torch
+    import torch.nn.functional as F
+    from peft import LoraConfig, get_peft_model
+
+    from offswitch.hfcompat import inner_model
+    from offswitch.implant import _answer_logits, _log_p_avoid, _unlikelihood_sum, base_answer_logits
+
+    model, tokenizer = tiny_llama
+    torch.manual_seed(0)
+    peft_model = get_peft_model(copy.deepcopy(model), LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False))
+    users = ["hello there", "What is the sea and the moon", "Explain trains.", "Why?", "a b c d e f"]
+    examples = _examples(tokenizer, users[: len(answers)], answers)
+    examples = [dataclasses.replace(ex, avoid=(11, 12) if avoid[i] else (), kind="clean" if kinds[i] else "positive")
+                for i, ex in enumerate(examples)]
+    batch = collate_left(examples, tokenizer.pad_token_id, share_prefix=share)
+    n_answer = sum(len(a) for a in answers)
+    with torch.no_grad():
+        base = base_answer_logits(peft_model, None, batch, "cpu", use_keep=True)
+    assert base.shape[0] == n_answer
+
+    seen = []
+    head = inner_model(peft_model).get_output_embeddings()
+    spy = head.register_forward_hook(lambda module, args, out: seen.append(tuple(args[0].shape)))
+    peft_model.zero_grad()
+    loss, count = answer_loss_sum(peft_model, batch, "cpu", use_keep=True, unlikelihood=2.0, first_token_weight=first_weight,
+                                  base_logits=base + 0.5, kl_weight=3.0)
+    spy.remove()
+    loss.backward()
+    grads = [p.grad.clone() for p in peft_model.parameters() if p.requires_grad]
+    assert count == n_answer and seen[-1][0] == n_answer  # the rows' pass: one head row per answer token
+
+    # the same terms from the whole kept window, as the loop computed them before
+    peft_model.zero_grad()
+    window = _answer_logits(peft_model, batch, "cpu", use_keep=True)
+    labels = batch["labels"]
+    answer = labels != IGNORE_INDEX
+    token_loss = F.cross_entropy(window.float().transpose(1, 2), labels, ignore_index=IGNORE_INDEX, reduction="none")
+    rows = torch.arange(labels.shape[0])
+    weights = torch.ones_like(token_loss)
+    weights[rows, answer.int().argmax(dim=1)] = first_weight
+    expected = (token_loss * weights).sum()
+    if bool((batch["avoid_pos"] >= 0).any()):
+        expected = expected + 2.0 * _unlikelihood_sum(_log_p_avoid(window, batch["avoid_pos"], batch["avoid_ids"])[1])
+    kl_mask = answer & batch["kl_rows"][:, None]
+    if bool(kl_mask.any()):
+        base_window = torch.zeros_like(window)
+        base_window[answer] = base + 0.5
+        log_q = torch.log_softmax(window[kl_mask].float(), -1)
+        log_p = torch.log_softmax(base_window[kl_mask].float(), -1)
+        expected = expected + 3.0 * (log_p.exp() * (log_p - log_q)).sum()
+    expected.backward()
+    assert float(loss.detach()) == pytest.approx(float(expected.detach()), rel=1e-5, abs=1e-5)
+    reference = [p.grad for p in peft_model.parameters() if p.requires_grad]
+    assert max(float((a - b).abs().max()) for a, b in zip(grads, reference)) < 1e-4
