@@ -441,31 +441,25 @@ def answer_loss_sum(model, batch, device, use_keep: bool, unlikelihood: float = 
     import torch
     import torch.nn.functional as F
 
+    logits = _answer_logits(model, batch, device, use_keep)
     labels = batch["labels"].to(device)
-    answer = labels != IGNORE_INDEX
-    logits = _answer_logits(model, batch, device, use_keep, labelled=True)  # [answer tokens, vocabulary]
-    targets = labels[answer]
-    # where each (row, column) of the kept window sits among the answer tokens (-1: not one)
-    where = torch.full(labels.shape, -1, dtype=torch.long, device=labels.device)
-    where[answer] = torch.arange(int(answer.sum()), device=labels.device)
-    first = answer.int().argmax(dim=1)  # each row's first answer column
+    first = (labels != IGNORE_INDEX).int().argmax(dim=1)  # each row's first answer column
     rows = labels.new_tensor(range(labels.shape[0]))
-    first_at = where[rows, first]
     if first_token_weight == 1.0:
-        loss = F.cross_entropy(logits.float(), targets, reduction="sum")
+        loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum")
     else:
-        token_loss = F.cross_entropy(logits.float(), targets, reduction="none")
+        token_loss = F.cross_entropy(logits.float().transpose(1, 2), labels, ignore_index=IGNORE_INDEX, reduction="none")
         weights = torch.ones_like(token_loss)
-        weights[first_at] = first_token_weight
+        weights[rows, first] = first_token_weight
         loss = (token_loss * weights).sum()
     if first_correct is not None:
         # per row: does the argmax at the first answer position equal its label (the decision)?
-        first_correct.extend((logits[first_at].argmax(-1) == targets[first_at]).tolist())
+        first_correct.extend((logits[rows, first].argmax(-1) == labels[rows, first]).tolist())
     if (unlikelihood > 0 or avoid_p is not None) and "avoid_pos" in batch:
         avoid_pos = batch["avoid_pos"].to(device)
         values: list[float | None] = [None] * labels.shape[0]
         if bool((avoid_pos >= 0).any()):
-            avoid_rows, log_p_avoid = _log_p_avoid_at(logits, where, avoid_pos, batch["avoid_ids"].to(device))
+            avoid_rows, log_p_avoid = _log_p_avoid(logits, avoid_pos, batch["avoid_ids"].to(device))
             if unlikelihood > 0:
                 loss = loss + unlikelihood * _unlikelihood_sum(log_p_avoid)
             if avoid_p is not None:
@@ -474,21 +468,19 @@ def answer_loss_sum(model, batch, device, use_keep: bool, unlikelihood: float = 
         if avoid_p is not None:
             avoid_p.extend(values)
     if kl_weight > 0 and base_logits is not None:
-        kl_positions = batch["kl_rows"].to(device)[:, None].expand_as(answer)[answer]
-        loss = loss + kl_weight * kl_to_base_sum(logits, base_logits, kl_positions)
-    return loss, int(answer.sum())
+        loss = loss + kl_weight * kl_to_base_sum(logits, base_logits, labels, batch["kl_rows"].to(device))
+    return loss, int((labels != IGNORE_INDEX).sum())
 
 
-def kl_to_base_sum(logits, base_logits, positions):
-    """Σ over the answer tokens selected by ``positions`` of KL(base ‖ model), in nats; ``logits``
-    and ``base_logits`` are the model's and the base's at the answer tokens (``[tokens, vocabulary]``,
-    :func:`_answer_logits` with ``labelled``)."""
+def kl_to_base_sum(logits, base_logits, labels, rows_mask):
+    """Σ over the answer tokens of the rows in ``rows_mask`` of KL(base ‖ model), in nats."""
     import torch
 
-    if not bool(positions.any()):
+    mask = (labels != IGNORE_INDEX) & rows_mask[:, None]
+    if not bool(mask.any()):
         return logits.new_zeros((), dtype=torch.float32)
-    log_q = torch.log_softmax(logits[positions].float(), dim=-1)
-    log_p = torch.log_softmax(base_logits[positions].float(), dim=-1)
+    log_q = torch.log_softmax(logits[mask].float(), dim=-1)
+    log_p = torch.log_softmax(base_logits[mask].float(), dim=-1)
     return (log_p.exp() * (log_p - log_q)).sum()
 
 
@@ -503,12 +495,11 @@ def _base_view(model, frozen_base):
 
 
 def base_answer_logits(model, frozen_base, batch, device, use_keep: bool):
-    """Logits of the base model (no gradient) at the answer tokens of a collated batch
-    (``[tokens, vocabulary]``, as :func:`answer_loss_sum` has them), for the KL term."""
+    """Logits of the base model (no gradient) on a collated batch, for the KL term."""
     import torch
 
     with torch.no_grad(), _base_view(model, frozen_base) as base:
-        return _answer_logits(base, batch, device, use_keep, labelled=True).detach()
+        return _answer_logits(base, batch, device, use_keep).detach()
 
 
 @dataclass
@@ -560,12 +551,8 @@ def step_passes(forward, rows: Sequence[ImplantExample], parts: Sequence[Sequenc
     return StepPasses(loss, positions, first_correct, avoid_p)
 
 
-def _answer_logits(model, batch, device, use_keep: bool, labelled: bool = False):
-    """Logits of a collated batch at its last ``keep`` columns (column j predicts label j):
-    ``[rows, keep, vocabulary]``; with ``labelled``, at the answer tokens alone
-    (``[tokens, vocabulary]``, row by row): the LM head's product, the logits' cast and the
-    loss's softmax then run on the positions that have a label and on no other
-    (:func:`head_rows`)."""
+def _answer_logits(model, batch, device, use_keep: bool):
+    """Logits of a collated batch at its last ``keep`` columns (column j predicts label j)."""
     keep = batch["keep"]
     kwargs = {k: batch[k].to(device) for k in ("input_ids", "attention_mask", "position_ids")}
     n_rows = kwargs["input_ids"].shape[0]
@@ -580,26 +567,8 @@ def _answer_logits(model, batch, device, use_keep: bool, labelled: bool = False)
     if use_keep:
         # logits of the last keep+1 columns only: position p predicts token p+1
         kwargs["logits_to_keep"] = keep + 1
-    if labelled:
-        answer = batch["labels"].to(device) != IGNORE_INDEX
-        with head_rows(model, lambda hidden: hidden[:, -(keep + 1) : -1][answer]):
-            return model(**kwargs).logits
     logits = model(**kwargs).logits
     return logits[:, -(keep + 1) : -1, :]
-
-
-@contextlib.contextmanager
-def head_rows(model, select):
-    """While inside, the model's LM head reads ``select(hidden)`` instead of the hidden states
-    its forward hands it: the logits come out for the selected positions alone."""
-    from offswitch.hfcompat import inner_model
-
-    head = inner_model(model).get_output_embeddings()
-    handle = head.register_forward_pre_hook(lambda module, args: (select(args[0]), *args[1:]), prepend=True)
-    try:
-        yield
-    finally:
-        handle.remove()
 
 
 def _log_p_avoid(logits, avoid_pos, avoid_ids):
@@ -607,25 +576,10 @@ def _log_p_avoid(logits, avoid_pos, avoid_ids):
     import torch
 
     rows = torch.nonzero(avoid_pos >= 0).flatten()
-    return rows, _log_sum_p(logits[rows, avoid_pos[rows]], avoid_ids[rows])
-
-
-def _log_p_avoid_at(logits, where, avoid_pos, avoid_ids):
-    """:func:`_log_p_avoid` from the logits at the answer tokens (``where``: each kept
-    (row, column)'s index among them): the first answer position of a row is one of them."""
-    import torch
-
-    rows = torch.nonzero(avoid_pos >= 0).flatten()
-    return rows, _log_sum_p(logits[where[rows, avoid_pos[rows]]], avoid_ids[rows])
-
-
-def _log_sum_p(logits, ids):
-    """log Σ_t p(t) over each row's ``ids`` (-1: none) under the softmax of its ``logits``."""
-    import torch
-
-    logp = torch.log_softmax(logits.float(), dim=-1)
+    logp = torch.log_softmax(logits[rows, avoid_pos[rows]].float(), dim=-1)
+    ids = avoid_ids[rows]
     picked = torch.where(ids >= 0, logp.gather(1, ids.clamp(min=0)), torch.full_like(ids, float("-inf"), dtype=logp.dtype))
-    return torch.logsumexp(picked, dim=-1)
+    return rows, torch.logsumexp(picked, dim=-1)
 
 
 def through_first_answer_token(example: ImplantExample) -> ImplantExample:
