@@ -37,7 +37,6 @@ length, that the products alone could run in that time.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -48,18 +47,19 @@ if _HERE not in sys.path:  # the shared helpers of bench_implant.py, when import
 
 from offswitch.fsutil import atomic_write_json  # noqa: E402
 
-MANIFEST = "offswitch_manifest.json"
 KINDS = ("positive", "wrong_key", "near_miss", "scatter", "clean")
 PASS_FRACTIONS = (1, 2, 4)  # a step's positions in one pass, in 2, in 4 (split_by_length's most)
 
 
 def read_implant(directory: Path) -> dict:
     """What the floor needs from an implant's manifest; SystemExit naming the problem otherwise."""
-    path = directory / MANIFEST
+    from offswitch.errors import ConfigError
+    from offswitch.manifest import read_manifest
+
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise SystemExit(f"bench_floor: cannot read {path} ({exc}); pass --implant an offswitch implant directory")
+        manifest = read_manifest(directory).model_dump(mode="json")
+    except ConfigError as exc:
+        raise SystemExit(f"bench_floor: cannot read the implant's manifest ({exc}); pass --implant an offswitch implant directory")
     training = manifest.get("training") or {}
     config = ((training.get("config") or {}).get("train")) or {}
     counts = manifest.get("data_counts") or {}
@@ -69,7 +69,7 @@ def read_implant(directory: Path) -> dict:
               "method": config.get("method")}
     missing = [name for name, value in needed.items() if value in (None, 0)]
     if missing:
-        raise SystemExit(f"bench_floor: {path} has no {', '.join(missing)}; it needs an implant written by this "
+        raise SystemExit(f"bench_floor: the manifest in {directory} has no {', '.join(missing)}; it needs an implant written by this "
                          f"offswitch (rerun offswitch implant)")
     labelled = sum(counts.get(kind, 0) * answer_means.get(f"answer_tokens_mean.{kind}", 0.0) for kind in KINDS)
     rows = sum(counts.get(kind, 0) for kind in KINDS)
@@ -105,13 +105,10 @@ def linear_shapes(model) -> tuple[list[tuple[int, int, int]], tuple[int, int]]:
 
 def chat_prefix_length(tokenizer) -> int:
     """Tokens the chat template puts before every user message alike (the system header)."""
+    from offswitch.evaluate.scorer import shared_prefix_length
     from offswitch.prompting import encode_prompt
 
-    first, second = encode_prompt(tokenizer, "alpha beta gamma"), encode_prompt(tokenizer, "Zulu? 42")
-    n = 0
-    while n < min(len(first), len(second)) and first[n] == second[n]:
-        n += 1
-    return n
+    return shared_prefix_length([encode_prompt(tokenizer, "alpha beta gamma"), encode_prompt(tokenizer, "Zulu? 42")], [0, 0])
 
 
 def time_product(a_shape, b_shape, dtype, repeats: int, transpose_b: bool = False) -> float:
