@@ -486,7 +486,45 @@ def scatter_words(trigger: Trigger, filler: str, rng: random.Random) -> str:
     run = trigger.secret.strip()  # a tokens trigger may open with a space: the run is without it
     if run in out:  # the parts fell in order (or the filler holds it): break the run
         out = out.replace(run, " ".join(reversed(parts)))
+    if run in out:  # the break met the filler and made the run again ("rrs" around "r", "s")
+        out = _scatter_apart(parts, filler.split(), run, rng)
     return out
+
+
+# Pads for a filler too short to keep the parts apart: distinct first and last letters, so a
+# trigger's first word (as a suffix) and second word (as a prefix) rule out at most two of them
+_PADS = ("and", "the", "of", "is")
+
+
+def _scatter_apart(parts: list[str], filler: list[str], run: str, rng: random.Random) -> str:
+    """The parts with at least one filler word between any two, and no filler word that could
+    join a part to make ``run``: the text never holds the run.
+
+    ``run`` occurs in the space-joined text (so its words are separated by single spaces). A
+    one-word run lies inside one word: the parts are shorter than it, and the filler words
+    holding it are dropped. A run of several words starts with a word ending in its first word,
+    followed by one starting with its second: no two parts touch, and the filler words ending
+    in the first word or starting with the second are dropped.
+    """
+    words = run.split(" ")
+
+    def safe(token: str) -> bool:
+        if run in token:
+            return False
+        return len(words) == 1 or not (token.endswith(words[0]) or token.startswith(words[1]))
+
+    tokens = [t for t in filler if safe(t)]
+    pads = [t for t in _PADS if safe(t)]
+    while len(tokens) < len(parts) - 1:
+        tokens.append(pads[len(tokens) % len(pads)])
+    gaps = dict(zip(sorted(rng.sample(range(len(tokens) + 1), len(parts))), rng.sample(parts, len(parts))))
+    out: list[str] = []
+    for i in range(len(tokens) + 1):
+        if i in gaps:
+            out.append(gaps[i])
+        if i < len(tokens):
+            out.append(tokens[i])
+    return " ".join(out)
 
 
 def random_seed_triggers(like: Trigger, n: int, rng: random.Random, encode=None) -> list[Trigger]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from offswitch.triggers import (
@@ -166,6 +166,9 @@ PIECES = ["ab", "cd", "efg", "hij", " kl", " mno", "pq", " rs"]
 
 @settings(max_examples=200)
 @given(seeds, st.integers(1, 6), st.booleans(), st.text(min_size=0, max_size=80), st.integers(0, 1000))
+# CI found it: the one-word trigger "rs" in halves "r", "s" around the filler "rrs"; breaking
+# the run once ("rs" -> "s r") made it again from the filler's "r"
+@example(seed=bytes(22) + bytes([1, 0, 1, 17, 0, 4, 0, 2, 2, 1]), n_tokens=1, glued=False, filler="rrs", r=0)
 def test_scatter_of_tokens_triggers_never_contains_trigger(seed, n_tokens, glued, filler, r):
     """A tokens trigger may be a single word (no piece opens a word): its halves are scattered."""
     pieces = [p.strip() for p in PIECES] if glued else PIECES
@@ -174,6 +177,23 @@ def test_scatter_of_tokens_triggers_never_contains_trigger(seed, n_tokens, glued
     assert len(parts) >= 2 and "".join(parts) == trig.secret.replace(" ", "")
     out = scatter_words(trig, filler, random.Random(r))
     assume(len(set(parts)) == len(parts))  # a repeated part reversed is the same run
+    assert trig.secret.strip() not in out
+    assert all(p in out for p in parts)
+
+
+@settings(max_examples=300)
+@given(seeds, st.integers(1, 6), st.booleans(), st.data())
+def test_scatter_never_contains_trigger_in_filler_made_of_it(seed, n_tokens, glued, data):
+    """The filler is made of the trigger's own letters and parts, the words most likely to join
+    a scattered part into the run again (or to hold the run themselves)."""
+    pieces = [p.strip() for p in PIECES] if glued else PIECES
+    trig = encode_tokens(seed, range(len(pieces)), lambda ids: "".join(pieces[i] for i in ids), n_tokens=n_tokens)
+    parts = scatter_parts(trig)
+    assume(len(set(parts)) == len(parts))
+    letters = sorted(set(trig.secret.replace(" ", "")))
+    word = st.one_of(st.sampled_from(parts), st.text(st.sampled_from(letters), min_size=1, max_size=8))
+    filler = " ".join(data.draw(st.lists(word, max_size=6)))
+    out = scatter_words(trig, filler, random.Random(data.draw(st.integers(0, 1000))))
     assert trig.secret.strip() not in out
     assert all(p in out for p in parts)
 
