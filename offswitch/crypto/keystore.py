@@ -114,7 +114,7 @@ def read_header(path: Path | str) -> dict:
     if path.is_dir():
         raise KeystoreError(f"{path} is a directory, not a keystore file", "give the path of a .key file")
     try:
-        raw = path.read_text(encoding="utf-8")
+        raw = path.read_bytes().decode("utf-8")  # not read_text: its newline translation would hide a "\r"
     except UnicodeDecodeError:
         raise KeystoreError(f"keystore {path} is corrupt (not UTF-8 text)", "restore it from a backup") from None
     except OSError as err:

@@ -65,6 +65,17 @@ def test_every_single_byte_change_is_detected(tmp_path, good_file, data):
         unlock(path, "pw")
 
 
+@pytest.mark.parametrize("new", [b"\r", b"\r\n"])
+def test_changed_line_endings_are_detected(tmp_path, good_file, new):
+    """A text-mode read turns "\r" and "\r\n" into "\n": the canonical check must see the bytes
+    (found by the single-byte property: "\n" -> "\r" opened the key)."""
+    path = tmp_path / "t.key"
+    path.write_bytes(good_file.replace(b"\n", new, 1))
+    os.chmod(path, 0o600)
+    with pytest.raises(KeystoreError, match="not in canonical form"):
+        unlock(path, "pw")
+
+
 def test_creates_mode_0600_and_refuses_overwrite(tmp_path):
     path = tmp_path / "k.key"
     create_keystore(path, "pw", scrypt=FAST_SCRYPT)
