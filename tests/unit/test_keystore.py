@@ -65,6 +65,34 @@ def test_every_single_byte_change_is_detected(tmp_path, good_file, data):
         unlock(path, "pw")
 
 
+def test_every_single_byte_change_of_a_keystore_is_detected_exhaustively(tmp_path, good_file):
+    """Each of the file's bytes set to each other value (464 x 255 files). A change that leaves
+    the text unreadable as JSON is refused before any key work, so only the parseable ones are
+    written and opened; the property above samples all of them."""
+    path, opened = tmp_path / "t.key", []
+    for at in range(len(good_file)):
+        for new in range(256):
+            changed = good_file[:at] + bytes([new]) + good_file[at + 1 :]
+            if new == good_file[at] or not _parses(changed):
+                continue
+            path.write_bytes(changed)
+            os.chmod(path, 0o600)
+            try:
+                unlock(path, "pw")
+            except KeystoreError:
+                continue
+            opened.append((at, good_file[at : at + 1], bytes([new])))
+    assert opened == []
+
+
+def _parses(data: bytes) -> bool:
+    try:
+        json.loads(data.decode("utf-8"))
+    except ValueError:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        return False
+    return True
+
+
 @pytest.mark.parametrize("new", [b"\r", b"\r\n"])
 def test_changed_line_endings_are_detected(tmp_path, good_file, new):
     """A text-mode read turns "\r" and "\r\n" into "\n": the canonical check must see the bytes
