@@ -4,7 +4,7 @@
 # e.g. `bash scripts/test.sh -m "not slow"`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup-env.sh
+[ "${OFFSWITCH_SETUP:-}" = skip ] || bash scripts/setup-env.sh  # skip: .venv is ready (scripts/property-search.sh)
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 # two pytest workers share the cores: one torch thread each (more threads only contend)
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" MKL_NUM_THREADS="${MKL_NUM_THREADS:-1}"
