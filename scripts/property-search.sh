@@ -14,7 +14,7 @@ failed=()
 for _ in $(seq 1 "$runs"); do
     seed=$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')
     echo "[property-search] seed $seed"
-    OFFSWITCH_SETUP=skip OFFSWITCH_HYPOTHESIS=offswitch bash scripts/test.sh -q -m hypothesis --hypothesis-seed="$seed" "$@" \
+    OFFSWITCH_TEST_SKIP_SETUP=1 OFFSWITCH_HYPOTHESIS=offswitch bash scripts/test.sh -q -m hypothesis --hypothesis-seed="$seed" "$@" \
         || failed+=("$seed")
 done
 if [ ${#failed[@]} -gt 0 ]; then
