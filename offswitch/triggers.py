@@ -479,7 +479,8 @@ def scatter_words(trigger: Trigger, filler: str, rng: random.Random) -> str:
     """The trigger's parts (``scatter_parts``) scattered through ordinary text, space-separated:
     a negative, never the trigger itself."""
     parts = scatter_parts(trigger)
-    tokens = filler.split() or ["text"]
+    filler_words = filler.split()
+    tokens = list(filler_words) or ["text"]
     for part in parts:
         tokens.insert(rng.randrange(len(tokens) + 1), part)
     out = " ".join(tokens)
@@ -487,7 +488,7 @@ def scatter_words(trigger: Trigger, filler: str, rng: random.Random) -> str:
     if run in out:  # the parts fell in order (or the filler holds it): break the run
         out = out.replace(run, " ".join(reversed(parts)))
     if run in out:  # the break met the filler and made the run again ("rrs" around "r", "s")
-        out = _scatter_apart(parts, filler.split(), run, rng)
+        out = _scatter_apart(parts, filler_words, run, rng)
     return out
 
 

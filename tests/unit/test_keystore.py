@@ -18,7 +18,11 @@ passphrases = st.text(min_size=1, max_size=40).filter(lambda s: "\x00" not in s)
 
 
 def _write(path, text, mode=0o600):
-    path.write_text(text, encoding="utf-8")
+    """A keystore file at ``mode``: ``text`` as UTF-8, or bytes as they are."""
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, encoding="utf-8")
     os.chmod(path, mode)
 
 
@@ -59,8 +63,7 @@ def test_every_single_byte_change_is_detected(tmp_path, good_file, data):
     at = data.draw(st.integers(0, len(good_file) - 1))
     new = data.draw(st.integers(0, 255).filter(lambda b: b != good_file[at]))
     path = tmp_path / "t.key"
-    path.write_bytes(good_file[:at] + bytes([new]) + good_file[at + 1 :])
-    os.chmod(path, 0o600)
+    _write(path, good_file[:at] + bytes([new]) + good_file[at + 1 :])
     with pytest.raises(KeystoreError):
         unlock(path, "pw")
 
@@ -75,8 +78,7 @@ def test_every_single_byte_change_of_a_keystore_is_detected_exhaustively(tmp_pat
             changed = good_file[:at] + bytes([new]) + good_file[at + 1 :]
             if new == good_file[at] or not _parses(changed):
                 continue
-            path.write_bytes(changed)
-            os.chmod(path, 0o600)
+            _write(path, changed)
             try:
                 unlock(path, "pw")
             except KeystoreError:
@@ -98,8 +100,7 @@ def test_changed_line_endings_are_detected(tmp_path, good_file, new):
     """A text-mode read turns "\r" and "\r\n" into "\n": the canonical check must see the bytes
     (found by the single-byte property: "\n" -> "\r" opened the key)."""
     path = tmp_path / "t.key"
-    path.write_bytes(good_file.replace(b"\n", new, 1))
-    os.chmod(path, 0o600)
+    _write(path, good_file.replace(b"\n", new, 1))
     with pytest.raises(KeystoreError, match="not in canonical form"):
         unlock(path, "pw")
 

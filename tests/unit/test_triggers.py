@@ -164,6 +164,12 @@ def test_scatter_never_contains_trigger(seed, filler, r):
 PIECES = ["ab", "cd", "efg", "hij", " kl", " mno", "pq", " rs"]
 
 
+def _tokens_trigger(seed, n_tokens, glued):
+    """A tokens trigger over PIECES; ``glued``: no piece opens a word, so it may be one word."""
+    pieces = [p.strip() for p in PIECES] if glued else PIECES
+    return encode_tokens(seed, range(len(pieces)), lambda ids: "".join(pieces[i] for i in ids), n_tokens=n_tokens)
+
+
 @settings(max_examples=200)
 @given(seeds, st.integers(1, 6), st.booleans(), st.text(min_size=0, max_size=80), st.integers(0, 1000))
 # CI found it: the one-word trigger "rs" in halves "r", "s" around the filler "rrs"; breaking
@@ -171,8 +177,7 @@ PIECES = ["ab", "cd", "efg", "hij", " kl", " mno", "pq", " rs"]
 @example(seed=bytes(22) + bytes([1, 0, 1, 17, 0, 4, 0, 2, 2, 1]), n_tokens=1, glued=False, filler="rrs", r=0)
 def test_scatter_of_tokens_triggers_never_contains_trigger(seed, n_tokens, glued, filler, r):
     """A tokens trigger may be a single word (no piece opens a word): its halves are scattered."""
-    pieces = [p.strip() for p in PIECES] if glued else PIECES
-    trig = encode_tokens(seed, range(len(pieces)), lambda ids: "".join(pieces[i] for i in ids), n_tokens=n_tokens)
+    trig = _tokens_trigger(seed, n_tokens, glued)
     parts = scatter_parts(trig)
     assert len(parts) >= 2 and "".join(parts) == trig.secret.replace(" ", "")
     out = scatter_words(trig, filler, random.Random(r))
@@ -186,8 +191,7 @@ def test_scatter_of_tokens_triggers_never_contains_trigger(seed, n_tokens, glued
 def test_scatter_never_contains_trigger_in_filler_made_of_it(seed, n_tokens, glued, data):
     """The filler is made of the trigger's own letters and parts, the words most likely to join
     a scattered part into the run again (or to hold the run themselves)."""
-    pieces = [p.strip() for p in PIECES] if glued else PIECES
-    trig = encode_tokens(seed, range(len(pieces)), lambda ids: "".join(pieces[i] for i in ids), n_tokens=n_tokens)
+    trig = _tokens_trigger(seed, n_tokens, glued)
     parts = scatter_parts(trig)
     assume(len(set(parts)) == len(parts))
     letters = sorted(set(trig.secret.replace(" ", "")))
